@@ -811,7 +811,7 @@ func (t *term) lead(ctx context.Context) (termEnd, error) {
 	// lose ends the term: jobs must stop now, not at the deadline.
 	lose := func(reason string, reopen bool) (termEnd, error) {
 		e.update(func(st *status) {
-			st.State, st.Reason, st.Deadline = stateLost, reason, time.Now()
+			st.State, st.Reason, st.Deadline, st.Node = stateLost, reason, time.Now(), ""
 		})
 		return termEnd{reopen: reopen}, nil
 	}

@@ -1,7 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/signal"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 )
@@ -13,24 +21,142 @@ var version = "dev"
 // (kong's default for those would be 80).
 const exitUsage = 125
 
-type cli struct {
-	Version kong.VersionFlag `help:"Print the version and exit."`
+// globals are the options every command takes (hacron.md, "Commands").
+type globals struct {
+	Config         string        `name:"config" placeholder:"FILE" env:"HACRON_CONFIG" help:"Config file (default ${default_config}; a missing default file is fine)."`
+	ZK             string        `name:"zk" placeholder:"HOSTS" env:"HACRON_ZK" default:"127.0.0.1:2181" help:"ZooKeeper servers, h1:2181,h2:2181[/chroot]."`
+	Cluster        string        `name:"cluster" placeholder:"NAME" env:"HACRON_CLUSTER" default:"default" help:"Cluster name."`
+	Node           string        `name:"node" placeholder:"ID" env:"HACRON_NODE" help:"This node's id (default: the host name)."`
+	SessionTimeout time.Duration `name:"session-timeout" placeholder:"D" env:"HACRON_SESSION_TIMEOUT" default:"10s" help:"ZooKeeper session timeout to ask for."`
+	Socket         string        `name:"socket" placeholder:"PATH" env:"HACRON_SOCKET" help:"Agent socket (default /run/hacron/<cluster>.sock)."`
+	Direct         bool          `name:"direct" env:"HACRON_DIRECT" help:"Direct mode: no agent, a ZooKeeper session per run."`
+	ZKAuthFile     string        `name:"zk-auth-file" placeholder:"FILE" env:"HACRON_ZK_AUTH_FILE" help:"Digest credentials user:password (mode 0600)."`
+	ZKTLSCA        string        `name:"zk-tls-ca" placeholder:"FILE" env:"HACRON_ZK_TLS_CA" help:"CA certificate for ZooKeeper TLS."`
+	ZKTLSCert      string        `name:"zk-tls-cert" placeholder:"FILE" env:"HACRON_ZK_TLS_CERT" help:"Client certificate for ZooKeeper TLS."`
+	ZKTLSKey       string        `name:"zk-tls-key" placeholder:"FILE" env:"HACRON_ZK_TLS_KEY" help:"Client key for ZooKeeper TLS."`
+	LogLevel       string        `name:"log-level" placeholder:"LEVEL" env:"HACRON_LOG_LEVEL" enum:"debug,info,warn,error," default:"" help:"debug, info, warn or error (default: info; warn for run)."`
+	LogFormat      string        `name:"log-format" placeholder:"FORMAT" env:"HACRON_LOG_FORMAT" enum:"text,json" default:"text" help:"text or json."`
+	Syslog         bool          `name:"syslog" env:"HACRON_SYSLOG" help:"Log to syslog instead of stderr."`
+	SyslogFacility string        `name:"syslog-facility" placeholder:"FACILITY" env:"HACRON_LOG_SYSLOG_FACILITY" default:"LOG_CRON" help:"Syslog facility (rcron's syslog_facility)."`
+	SyslogLevel    string        `name:"syslog-level" placeholder:"LEVEL" env:"HACRON_LOG_SYSLOG_LEVEL" default:"LOG_INFO" help:"Lowest syslog priority logged (rcron's syslog_level)."`
 }
 
-// Only main exits; everything else returns errors that may carry a code.
+// Names the contract allows (hacron.md, "Details").
+var (
+	clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	jobNameRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+)
+
+// AfterApply fills in the defaults that depend on other options and checks
+// the names.
+func (g *globals) AfterApply() error {
+	if !clusterNameRE.MatchString(g.Cluster) {
+		return fmt.Errorf("bad cluster name %q: want 1-64 of A-Z a-z 0-9 . _ -", g.Cluster)
+	}
+	if g.Node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node id: %w", err)
+		}
+		g.Node = h
+	}
+	if g.Socket == "" {
+		g.Socket = "/run/hacron/" + g.Cluster + ".sock"
+	}
+	if g.SessionTimeout <= 0 {
+		return fmt.Errorf("--session-timeout must be positive")
+	}
+	return nil
+}
+
+// zkConfig is the ZooKeeper connection these options describe.
+func (g *globals) zkConfig() zkConfig {
+	return zkConfig{
+		Connect:        g.ZK,
+		SessionTimeout: g.SessionTimeout,
+		ConnectTimeout: g.SessionTimeout,
+		AuthFile:       g.ZKAuthFile,
+		TLSCA:          g.ZKTLSCA,
+		TLSCert:        g.ZKTLSCert,
+		TLSKey:         g.ZKTLSKey,
+	}
+}
+
+// clusterRoot is where everything of the cluster lives in ZooKeeper.
+func (g *globals) clusterRoot() string { return "/hacron/" + g.Cluster }
+
+type cli struct {
+	globals
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+
+	Run    runCmd    `cmd:"" help:"Run a job if this node is active; skip it silently otherwise."`
+	Agent  agentCmd  `cmd:"" help:"Join the election and serve the local socket."`
+	State  stateCmd  `cmd:"" help:"Print active or passive (exit 0 active, 1 passive, 2 unknown)."`
+	Resign resignCmd `cmd:"" help:"Ask the local agent to step down and stay out of the election for a while."`
+}
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == execShimArg {
+		execShim(os.Args[2:]) // never returns
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+// run parses and runs one command and returns the exit code.
+func run(args []string) int {
+	path, named := configPath(args)
+	cfg, err := loadConfig(path, named)
+	if err != nil {
+		printError(os.Stderr, err)
+		return exitUsage
+	}
 	var c cli
 	parser, err := kong.New(&c,
 		kong.Name("hacron"),
-		kong.Description("Highly available cron jobs with ZooKeeper."),
-		kong.Vars{"version": version},
+		kong.Description("Highly available cron jobs with ZooKeeper: a job runs only on the node that holds the lock."),
+		kong.Vars{"version": version, "default_config": defaultConfigPath},
+		kong.Resolvers(cfg.resolver()),
+		kong.Exit(func(code int) { os.Exit(code) }),
 	)
 	if err != nil {
 		printError(os.Stderr, err)
-		os.Exit(exitUsage)
+		return exitUsage
 	}
-	if _, err := parser.Parse(os.Args[1:]); err != nil {
+	kctx, err := parser.Parse(args)
+	if err != nil {
 		printError(os.Stderr, withHint(err, "see 'hacron --help'"))
-		os.Exit(exitUsage)
+		return exitUsage
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	err = kctx.Run(&c.globals)
+	if err != nil {
+		if code, ok := isExit(err); ok {
+			return code
+		}
+		printError(os.Stderr, err)
+		return exitCodeOf(err, exitUsage)
+	}
+	return 0
+}
+
+// silentExit ends the program with a code and prints nothing: a skipped
+// run, or a job's own exit status.
+type silentExit int
+
+func (e silentExit) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func isExit(err error) (int, bool) {
+	var e silentExit
+	if errors.As(err, &e) {
+		return int(e), true
+	}
+	return 0, false
+}
+
+// joinArgs shows a command line in logs.
+func joinArgs(argv []string) string {
+	return strings.Join(argv, " ")
 }

@@ -1,17 +1,111 @@
 package main
 
 import (
+	"errors"
+	"flag"
+	"fmt"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
 )
 
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/script")
+
+// TestMain makes this test binary double as hacron: testscript puts a copy
+// named "hacron" on PATH, and the agent tests start it as real processes.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	testscript.Main(cleanup{m}, map[string]func(){"hacron": main})
+}
+
+type cleanup struct{ m *testing.M }
+
+func (c cleanup) Run() int {
+	code := c.m.Run()
 	if shared.ens != nil {
 		shared.ens.Close()
 	}
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
 	}
-	os.Exit(code)
+	return code
+}
+
+var scriptSeq atomic.Int64
+
+// TestIntegration_Scripts runs testdata/script/*.txtar against the real
+// binary and a real ZooKeeper. Every script gets its own cluster, socket
+// and an empty config file (a host's /etc/hacron must not leak in).
+func TestIntegration_Scripts(t *testing.T) {
+	zkS := sharedZK(t)
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		UpdateScripts:       *update,
+		Setup: func(env *testscript.Env) error {
+			conf := env.WorkDir + "/empty.conf"
+			if err := os.WriteFile(conf, nil, 0o644); err != nil {
+				return err
+			}
+			env.Setenv("HACRON_CONFIG", conf)
+			env.Setenv("HACRON_ZK", zkS.ConnectString())
+			env.Setenv("HACRON_CLUSTER", fmt.Sprintf("script-%d-%d", os.Getpid(), scriptSeq.Add(1)))
+			env.Setenv("HACRON_SESSION_TIMEOUT", "3s")
+			env.Setenv("HACRON_SOCKET", env.WorkDir+"/agent.sock")
+			env.Setenv("HACRON_NODE", "node-a")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exitcode":  cmdExitcode,
+			"waitstate": cmdWaitState,
+		},
+	})
+}
+
+// exitcode N prog args...: run prog and require exit code N exactly
+// (testscript itself only knows zero and non-zero). stdout and stderr are
+// kept for the next commands.
+func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exitcode N prog [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exitcode: bad code %q", args[0])
+	}
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("exitcode: %v", err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("exit code %d, want %d", got, want)
+	}
+}
+
+// waitstate SOCKET STATE: poll `hacron state` on SOCKET until it prints
+// STATE (active, passive), for up to 30 s.
+func cmdWaitState(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitstate SOCKET active|passive")
+	}
+	end := time.Now().Add(30 * time.Second)
+	last := ""
+	for time.Now().Before(end) {
+		ts.Exec("hacron", "state", "--socket", args[0])
+		last = strings.TrimSpace(ts.ReadFile("stdout"))
+		if last == args[1] {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ts.Fatalf("waitstate: %s still says %q after 30s, want %q", args[0], last, args[1])
 }

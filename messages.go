@@ -57,11 +57,26 @@ func printError(w io.Writer, err error) {
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")
 	msg = strings.TrimSuffix(msg, ".")
 	fmt.Fprintf(w, "hacron: error: %s\n", msg)
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if h, ok := e.(*hintError); ok {
-			for _, hint := range h.hints {
-				fmt.Fprintf(w, "hacron: hint: %s\n", hint)
-			}
+	for _, hint := range hintsOf(err) {
+		fmt.Fprintf(w, "hacron: hint: %s\n", hint)
+	}
+}
+
+// hintsOf collects the hints anywhere in err's tree, outermost first.
+func hintsOf(err error) []string {
+	var out []string
+	if h, ok := err.(*hintError); ok {
+		out = append(out, h.hints...)
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		if inner := u.Unwrap(); inner != nil {
+			out = append(out, hintsOf(inner)...)
+		}
+	case interface{ Unwrap() []error }:
+		for _, inner := range u.Unwrap() {
+			out = append(out, hintsOf(inner)...)
 		}
 	}
+	return out
 }

@@ -1,0 +1,155 @@
+package main
+
+// The config file: rcron.conf's shape (`key = value`, separator [\t =]+,
+// `#` and `;` comment lines, optional quotes), so an rcron.conf is accepted
+// as it is. Precedence: flag > environment > config file > default.
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+)
+
+const defaultConfigPath = "/etc/hacron/hacron.conf"
+
+// configKeys maps each config key to the flag it sets. rcron's own keys
+// keep their meaning.
+var configKeys = map[string]string{
+	"zk":              "zk",
+	"cluster":         "cluster",
+	"cluster_name":    "cluster", // rcron
+	"node":            "node",
+	"session_timeout": "session-timeout",
+	"socket":          "socket",
+	"mode":            "direct",
+	"zk_auth_file":    "zk-auth-file",
+	"zk_tls_ca":       "zk-tls-ca",
+	"zk_tls_cert":     "zk-tls-cert",
+	"zk_tls_key":      "zk-tls-key",
+	"log_level":       "log-level",
+	"log_format":      "log-format",
+	"syslog":          "syslog",
+	"syslog_facility": "syslog-facility", // rcron
+	"syslog_level":    "syslog-level",    // rcron
+	"state_file":      "state-file",      // rcron
+	"nice_level":      "nice",            // rcron
+	"pid_file":        "pid-file",
+	"kill_grace":      "kill-grace",
+	"default_state":   "", // rcron; only "passive" is accepted
+}
+
+type configValue struct {
+	value string
+	line  int
+}
+
+type config struct {
+	path   string
+	values map[string]configValue // by flag name
+}
+
+// loadConfig reads path. A missing file is fine only when nobody named it.
+func loadConfig(path string, named bool) (*config, error) {
+	c := &config{path: path, values: map[string]configValue{}}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !named {
+			return c, nil
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	n := 0
+	for sc.Scan() {
+		n++
+		if err := c.parseLine(sc.Text(), n); err != nil {
+			return nil, err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *config) parseLine(raw string, n int) error {
+	line := strings.TrimSpace(raw)
+	if line == "" || line[0] == '#' || line[0] == ';' {
+		return nil
+	}
+	key, value := line, ""
+	if i := strings.IndexAny(line, " \t="); i >= 0 {
+		key = line[:i]
+		value = strings.TrimLeft(line[i:], " \t=")
+	}
+	if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
+		value = value[1 : len(value)-1]
+	}
+	flag, ok := configKeys[key]
+	if !ok {
+		return fmt.Errorf("config %s:%d: unknown key %q", c.path, n, key)
+	}
+	switch key {
+	case "default_state":
+		if value != "passive" {
+			return withHint(fmt.Errorf("config %s:%d: default_state = %s is refused: hacron fails closed", c.path, n, value),
+				"a node is active only while it holds the ZooKeeper lock; remove the line or set default_state = passive")
+		}
+		return nil
+	case "mode":
+		switch value {
+		case "direct":
+			value = "true"
+		case "agent":
+			value = "false"
+		default:
+			return fmt.Errorf("config %s:%d: mode must be agent or direct, not %q", c.path, n, value)
+		}
+	}
+	c.values[flag] = configValue{value: value, line: n}
+	return nil
+}
+
+// resolver feeds config values to kong for flags that neither the command
+// line nor the environment set (kong itself would let a resolver override
+// the environment).
+func (c *config) resolver() kong.Resolver {
+	return kong.ResolverFunc(func(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
+		for _, env := range flag.Envs {
+			if _, ok := os.LookupEnv(env); ok {
+				return nil, nil
+			}
+		}
+		v, ok := c.values[flag.Name]
+		if !ok {
+			return nil, nil
+		}
+		return v.value, nil
+	})
+}
+
+// configPath finds --config before kong runs: the file must be read before
+// the flags it provides are resolved.
+func configPath(args []string) (string, bool) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			return v, true
+		}
+		if a == "--config" && i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	if v, ok := os.LookupEnv("HACRON_CONFIG"); ok && v != "" {
+		return v, true
+	}
+	return defaultConfigPath, false
+}

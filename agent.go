@@ -583,8 +583,10 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 				a.wrapperGone(run)
 				return
 			}
-			a.finish(run, &m.ExitCode, m.Result)
+			// Acknowledged first: during a partition the record's write
+			// waits for ZooKeeper, and the wrapper must not.
 			writeMsg(c, reply{V: protoVersion, OK: true})
+			a.finish(run, &m.ExitCode, m.Result)
 			return
 		case <-revokeCh:
 			revokeCh = nil

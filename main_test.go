@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,6 +59,15 @@ func TestIntegration_Scripts(t *testing.T) {
 			env.Setenv("HACRON_SESSION_TIMEOUT", "3s")
 			env.Setenv("HACRON_SOCKET", env.WorkDir+"/agent.sock")
 			env.Setenv("HACRON_NODE", "node-a")
+			// A detached agent escapes testscript's background tracking:
+			// stop it even when the script failed half-way.
+			env.Defer(func() {
+				if b, err := os.ReadFile(env.WorkDir + "/agent.pid"); err == nil {
+					if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			})
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

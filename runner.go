@@ -181,12 +181,36 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		timeout:  r.Timeout,
 		log:      log,
 	}
-	code, result := s.supervise(shimDone, br)
-	rec := request{V: protoVersion, Op: "exit", ExitCode: code, Result: result}
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if writeMsg(conn, rec) == nil {
-		var ok reply
-		readMsg(br, &ok)
+	// One reader for the rest of the conversation: lease updates, then the
+	// acknowledgement of the exit report.
+	fromAgent := make(chan reply, 16)
+	go func() {
+		defer close(fromAgent)
+		for {
+			var m reply
+			if readMsg(br, &m) != nil {
+				return
+			}
+			fromAgent <- m
+		}
+	}()
+	code, result := s.supervise(shimDone, fromAgent)
+	// The agent records the end; a hung agent must not hold up the exit
+	// for long (it records the end itself when the group is gone).
+	conn.SetWriteDeadline(time.Now().Add(time.Second))
+	if writeMsg(conn, request{V: protoVersion, Op: "exit", ExitCode: code, Result: result}) == nil {
+		ack := time.After(time.Second)
+	wait:
+		for {
+			select {
+			case m, ok := <-fromAgent:
+				if !ok || m.OK {
+					break wait
+				}
+			case <-ack:
+				break wait
+			}
+		}
 	}
 	status := "ok"
 	if result != resultOK {
@@ -212,22 +236,10 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 // supervise waits on exactly three things (the job's exit, the end of the
 // lease or the timeout, signals to forward) and returns the exit code and
 // the run's result.
-func (s *supervisor) supervise(done <-chan syscall.WaitStatus, agent *bufio.Reader) (int, string) {
+func (s *supervisor) supervise(done <-chan syscall.WaitStatus, updates <-chan reply) (int, string) {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
-
-	updates := make(chan reply)
-	go func() {
-		defer close(updates)
-		for {
-			var m reply
-			if readMsg(agent, &m) != nil {
-				return
-			}
-			updates <- m
-		}
-	}()
 
 	lease := time.NewTimer(time.Until(s.deadline))
 	defer lease.Stop()
@@ -287,11 +299,13 @@ func (s *supervisor) supervise(done <-chan syscall.WaitStatus, agent *bufio.Read
 	}
 }
 
-// reapGroup waits for the rest of the group until the grace ends, then
-// kills what is left.
+// reapGroup waits for the rest of the group until the grace ends, kills
+// what is left, and waits (briefly) until the kernel and our reaper are
+// done with it, so that nothing of the job outlives this process.
 func (s *supervisor) reapGroup(killAt <-chan time.Time) {
-	tick := time.NewTicker(10 * time.Millisecond)
+	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
+	var giveUp <-chan time.Time
 	for {
 		if errors.Is(syscall.Kill(-s.pgid, 0), syscall.ESRCH) {
 			return
@@ -299,6 +313,9 @@ func (s *supervisor) reapGroup(killAt <-chan time.Time) {
 		select {
 		case <-killAt:
 			syscall.Kill(-s.pgid, syscall.SIGKILL)
+			killAt = nil
+			giveUp = time.After(time.Second)
+		case <-giveUp:
 			return
 		case <-tick.C:
 		}

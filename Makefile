@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 ZK_JAR  := /usr/share/java/zookeeper.jar
 
-.PHONY: build test vet zookeeper clean
+.PHONY: build test vet zookeeper demo clean
 
 build: hacron
 
@@ -30,6 +30,10 @@ vet:
 
 test: zookeeper vet
 	$(GO) test -race -count=1 -timeout 14m ./...
+
+# The README's first command: two agents on a local ZooKeeper, a failover.
+demo: zookeeper build
+	./dist/demo.sh
 
 clean:
 	rm -f hacron

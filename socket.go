@@ -15,8 +15,8 @@ package main
 //	op "run":     {"v":1,"op":"run","job":..,"slot":..,"claim":..,"argv":[..],
 //	               "pgid":N,"kill_grace_ms":N,"kill_grace_set":bool}
 //	              pgid is the process group the job will run in, created
-//	              (stopped before exec) before asking, so the agent can
-//	              always kill it.
+//	              before asking (its first process waits for the go-ahead
+//	              before exec), so the agent can always end it.
 //	              <- {"v":1,"skip":"reason"}                    skipped; closed
 //	              <- {"v":1,"error":..,"hint":..,"code":125}     refused; closed
 //	              <- {"v":1,"admitted":true,"token":..,"job":..,"slot":..,

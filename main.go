@@ -97,9 +97,6 @@ type cli struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == execShimArg {
-		execShim(os.Args[2:]) // never returns
-	}
 	os.Exit(run(os.Args[1:]))
 }
 

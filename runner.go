@@ -10,11 +10,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,12 +39,10 @@ type runCmd struct {
 
 // Exit codes of hacron.md beside the job's own.
 const (
-	exitLost        = 123
-	exitTimeout     = 124
-	exitNotExec     = 126
-	exitNotFound    = 127
-	execShimArg     = "__exec"
-	shimHandshakeFD = 3
+	exitLost     = 123
+	exitTimeout  = 124
+	exitNotExec  = 126
+	exitNotFound = 127
 )
 
 // defaultJobName is <basename>-<8 hex>: the same on every node with the
@@ -122,10 +121,9 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	}
 	shimDone := make(chan syscall.WaitStatus, 1)
 	go reapChildren(shim, shimDone)
-	abort := func() {
-		handshake.Close()
-		<-shimDone
-	}
+	// Without the go-ahead the shim exits on its own, running nothing;
+	// a skipped run need not wait for that.
+	abort := func() { handshake.Close() }
 
 	req := request{V: protoVersion, Op: "run", Job: job, Slot: slot, Argv: r.Command, PGID: shim}
 	if r.KillGrace != nil {
@@ -157,30 +155,6 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		return errors.New("agent: unexpected answer")
 	}
 
-	start := time.Now()
-	log.Info("run", "cluster", g.Cluster, "state", "active", "status", "start", "job", job, "slot", rep.Slot, "token", rep.Token, "cmd", joinArgs(r.Command))
-	ahead := shimGo{Env: []string{
-		"HACRON_CLUSTER=" + rep.Cluster,
-		"HACRON_NODE=" + rep.Node,
-		"HACRON_JOB=" + rep.Job,
-		"HACRON_SLOT=" + rep.Slot,
-		"HACRON_FENCING_TOKEN=" + strconv.FormatInt(rep.Token, 10),
-	}, Nice: r.Nice}
-	b, _ := json.Marshal(ahead)
-	_, werr := handshake.Write(b)
-	handshake.Close()
-	if werr != nil {
-		<-shimDone
-		return fmt.Errorf("start job: %w", werr)
-	}
-
-	s := supervisor{
-		pgid:     shim,
-		grace:    time.Duration(rep.KillGraceMS) * time.Millisecond,
-		deadline: fromMono(rep.DeadlineMono),
-		timeout:  r.Timeout,
-		log:      log,
-	}
 	// One reader for the rest of the conversation: lease updates, then the
 	// acknowledgement of the exit report.
 	fromAgent := make(chan reply, 16)
@@ -194,24 +168,50 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 			fromAgent <- m
 		}
 	}()
-	code, result := s.supervise(shimDone, fromAgent)
-	// The agent records the end; a hung agent must not hold up the exit
-	// for long (it records the end itself when the group is gone).
-	conn.SetWriteDeadline(time.Now().Add(time.Second))
-	if writeMsg(conn, request{V: protoVersion, Op: "exit", ExitCode: code, Result: result}) == nil {
-		ack := time.After(time.Second)
-	wait:
-		for {
-			select {
-			case m, ok := <-fromAgent:
-				if !ok || m.OK {
-					break wait
-				}
-			case <-ack:
-				break wait
-			}
+	start := time.Now()
+	log.Info("run", "cluster", g.Cluster, "state", "active", "status", "start", "job", job, "slot", rep.Slot, "token", rep.Token, "cmd", joinArgs(r.Command))
+	// Checked only now: a passive node skips a broken crontab line as
+	// silently as a good one; on the active node the run fails like a shell.
+	if err := execError(r.Command[0]); err != nil {
+		abort()
+		code := exitCodeOf(err, exitNotExec)
+		reportExit(conn, fromAgent, code, resultFailed)
+		return err
+	}
+	if r.Nice != nil {
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, shim, *r.Nice); err != nil {
+			abort()
+			reportExit(conn, fromAgent, exitUsage, resultFailed)
+			return fmt.Errorf("--nice %d: %w", *r.Nice, err)
 		}
 	}
+	var ahead strings.Builder
+	for _, kv := range [][2]string{
+		{"HACRON_CLUSTER", rep.Cluster},
+		{"HACRON_NODE", rep.Node},
+		{"HACRON_JOB", rep.Job},
+		{"HACRON_SLOT", rep.Slot},
+		{"HACRON_FENCING_TOKEN", strconv.FormatInt(rep.Token, 10)},
+	} {
+		fmt.Fprintf(&ahead, "%s=%s\n", kv[0], strings.ReplaceAll(kv[1], "\n", " "))
+	}
+	ahead.WriteString("exec\n")
+	_, werr := io.WriteString(handshake, ahead.String())
+	handshake.Close()
+	if werr != nil {
+		<-shimDone
+		return fmt.Errorf("start job: %w", werr)
+	}
+
+	s := supervisor{
+		pgid:     shim,
+		grace:    time.Duration(rep.KillGraceMS) * time.Millisecond,
+		deadline: fromMono(rep.DeadlineMono),
+		timeout:  r.Timeout,
+		log:      log,
+	}
+	code, result := s.supervise(shimDone, fromAgent)
+	reportExit(conn, fromAgent, code, result)
 	status := "ok"
 	if result != resultOK {
 		status = "fail"
@@ -219,6 +219,27 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	log.Info("run", "cluster", g.Cluster, "state", "active", "status", status, "dur", fmt.Sprintf("%.3f", time.Since(start).Seconds()),
 		"job", job, "slot", rep.Slot, "token", rep.Token, "exit_code", code, "result", result, "cmd", joinArgs(r.Command))
 	return silentExit(code)
+}
+
+// reportExit tells the agent how the run ended, for its record. A hung
+// agent must not hold up the exit for long: it records the end itself when
+// the job's group is gone.
+func reportExit(conn net.Conn, fromAgent <-chan reply, code int, result string) {
+	conn.SetWriteDeadline(time.Now().Add(time.Second))
+	if writeMsg(conn, request{V: protoVersion, Op: "exit", ExitCode: code, Result: result}) != nil {
+		return
+	}
+	ack := time.After(time.Second)
+	for {
+		select {
+		case m, ok := <-fromAgent:
+			if !ok || m.OK {
+				return
+			}
+		case <-ack:
+			return
+		}
+	}
 }
 
 // supervisor keeps one running job inside its lease and timeout.
@@ -356,19 +377,21 @@ func reapChildren(pid int, job chan<- syscall.WaitStatus) {
 	}
 }
 
-// shimGo is what the wrapper tells the shim once the run is admitted.
-type shimGo struct {
-	Env  []string `json:"env"`
-	Nice *int     `json:"nice,omitempty"`
-}
+// shimScript is the job's first process: a POSIX shell that waits on fd 3
+// for the go-ahead (environment lines, then "exec"), then becomes the job.
+// No go-ahead (the run was skipped, or the wrapper died) means exit without
+// running anything. A shell, not hacron itself: it starts in a fraction of
+// the time.
+const shimScript = `while IFS= read -r l <&3; do
+case $l in
+exec) exec 3<&-; exec "$@" ;;
+*=*) export "$l" ;;
+esac
+done
+exit 125`
 
-// startShim starts `hacron __exec COMMAND...` in a new process group. It
-// waits on fd 3 for the go-ahead, then becomes the job with execve.
+// startShim starts the shim for argv in a new process group.
 func startShim(argv []string) (int, *os.File, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return 0, nil, err
-	}
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		return 0, nil, err
@@ -378,7 +401,8 @@ func startShim(argv []string) (int, *os.File, error) {
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, rd},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
-	p, err := os.StartProcess(exe, append([]string{"hacron", execShimArg}, argv...), attr)
+	args := append([]string{"sh", "-c", shimScript, "hacron-job"}, argv...)
+	p, err := os.StartProcess("/bin/sh", args, attr)
 	if err != nil {
 		wr.Close()
 		return 0, nil, fmt.Errorf("start job: %w", err)
@@ -389,48 +413,18 @@ func startShim(argv []string) (int, *os.File, error) {
 	return pid, wr, nil
 }
 
-// execShim is the job's first moments: wait for the go-ahead on fd 3, then
-// exec. No go-ahead (the run was skipped, or the wrapper died) means exit
-// without running anything.
-func execShim(argv []string) {
-	f := os.NewFile(shimHandshakeFD, "handshake")
-	b, err := io.ReadAll(io.LimitReader(f, maxMessage))
-	f.Close()
-	if err != nil || len(b) == 0 || len(argv) == 0 {
-		os.Exit(exitUsage)
+// execError says why COMMAND cannot be executed, with the shell's codes:
+// 127 when it is not there, 126 when it is there but cannot run.
+func execError(cmd string) error {
+	_, err := exec.LookPath(cmd)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist):
+		return withExit(exitNotFound, fmt.Errorf("%s: command not found", cmd))
+	case errors.Is(err, fs.ErrPermission):
+		return withExit(exitNotExec, fmt.Errorf("%s: permission denied", cmd))
+	default:
+		return withExit(exitNotExec, fmt.Errorf("%s: %w", cmd, err))
 	}
-	var g shimGo
-	if err := json.Unmarshal(b, &g); err != nil {
-		os.Exit(exitUsage)
-	}
-	if g.Nice != nil {
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, *g.Nice); err != nil {
-			printError(os.Stderr, fmt.Errorf("nice %d: %w", *g.Nice, err))
-			os.Exit(exitUsage)
-		}
-	}
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		shimFail(argv[0], err)
-	}
-	err = syscall.Exec(path, argv, append(os.Environ(), g.Env...))
-	shimFail(argv[0], err)
-}
-
-// shimFail reports why the command could not be executed: 127 when it is
-// not there, 126 when it is there but cannot run (the shell's codes).
-func shimFail(cmd string, err error) {
-	code := exitNotExec
-	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT) {
-		code = exitNotFound
-		err = errors.New("command not found")
-	} else if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EACCES) {
-		err = errors.New("permission denied")
-	}
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	printError(os.Stderr, fmt.Errorf("%s: %w", cmd, err))
-	os.Exit(code)
 }

@@ -71,7 +71,7 @@ type admittedRun struct {
 	job, slot, record string
 	pgid              int
 	grace             time.Duration
-	rec               runRecord
+	adm               admission
 
 	// Owned by the enforcer.
 	wrapperGone bool
@@ -491,17 +491,22 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		fail(fmt.Errorf("bad job name %q", req.Job))
 		return
 	}
-	if req.Slot == "" || len(req.Slot) > 128 || strings.ContainsAny(req.Slot, "/\x00") {
-		fail(fmt.Errorf("bad slot %q", req.Slot))
+	if err := validSlot(req.Slot); err != nil {
+		fail(err)
 		return
 	}
 	if err := checkJobGroup(req.PGID, pid, uid); err != nil {
 		fail(err)
 		return
 	}
-	st := a.el.Status()
-	if !st.active(time.Now()) {
-		skip("passive")
+	adm := admission{root: a.zc.abs(a.root), job: req.Job, slot: req.Slot, claim: req.Claim, noOverlap: req.NoOverlap, acl: a.zc.acl}
+	if err := a.ensureJob(req.Job); err != nil {
+		fail(fmt.Errorf("admission: %w", err))
+		return
+	}
+	st, reason := a.awaitActive(adm, time.Duration(req.WaitMS)*time.Millisecond)
+	if reason != "" {
+		skip(reason)
 		return
 	}
 	grace, err := killGrace(st.Timeout, time.Duration(req.KillGraceMS)*time.Millisecond, req.KillGraceSet)
@@ -509,17 +514,8 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		fail(err)
 		return
 	}
-	if err := a.ensureJob(req.Job); err != nil {
-		fail(fmt.Errorf("admission: %w", err))
-		return
-	}
-	run := &admittedRun{job: req.Job, slot: req.Slot, pgid: req.PGID, grace: grace}
-	run.rec = runRecord{Job: req.Job, Node: a.g.Node, Slot: req.Slot, Start: jsonTime(time.Now()), Token: st.Token, UID: uid, User: userName(uid)}
-	runs := a.zc.abs(jobPath(a.root, req.Job) + "/runs/")
-	create := &zk.CreateRequest{Path: runs + "r-", Data: run.rec.encode(), Acl: a.zc.acl, Flags: zk.FlagSequence}
-	if req.Claim {
-		create.Path, create.Flags = runs+req.Slot, 0
-	}
+	adm.rec = runRecord{Job: req.Job, Node: a.g.Node, Slot: req.Slot, Start: jsonTime(time.Now()), Token: st.Token, UID: uid, User: userName(uid)}
+	run := &admittedRun{job: req.Job, slot: req.Slot, pgid: req.PGID, grace: grace, adm: adm}
 
 	// Tracked before the admission, so that a lease that ends at any point
 	// from here on reaches the job's process group.
@@ -533,29 +529,18 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 	revokeCh := a.revokeCh
 	a.mu.Unlock()
 
-	ast, res, err := a.el.admit(create)
-	switch {
-	case err == nil:
-	case errors.Is(err, errNotActive), errors.Is(err, errLeadership):
+	ast, res, err := a.el.admit(adm.ops()...)
+	record, reason, err := adm.outcome(res, err)
+	if err != nil || reason != "" {
 		a.untrack(run)
-		skip("passive")
-		return
-	case len(res) > 1 && errors.Is(res[1].Error, zk.ErrNodeExists):
-		a.untrack(run)
-		skip("slot taken")
-		return
-	case errors.Is(err, errOutcomeUnknown):
-		// The record may exist: the run must not start, and the operator
-		// must know.
-		a.untrack(run)
-		fail(withExit(exitUsage, errors.New("admission outcome unknown: ZooKeeper did not answer")))
-		return
-	default:
-		a.untrack(run)
-		fail(fmt.Errorf("admission: %w", err))
+		if err != nil {
+			fail(err)
+		} else {
+			skip(reason)
+		}
 		return
 	}
-	run.record = res[1].String
+	run.record = record
 	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", "start", "job", run.job, "slot", run.slot, "token", ast.Token, "record", run.record, "cmd", joinArgs(req.Argv))
 
 	feed := a.el.subscribe()
@@ -676,24 +661,63 @@ func (a *agent) wrapperGone(run *admittedRun) {
 	a.log.Warn("the wrapper of a running job is gone; the agent keeps its process group inside the lease", "job", run.job, "pgid", run.pgid)
 }
 
-// finish records the end of a run. The process group stays tracked until
-// it is empty: background children of a job live under the same lease.
+// finish records the end of a run and prunes the job's history. The
+// process group stays tracked until it is empty: background children of a
+// job live under the same lease.
 func (a *agent) finish(run *admittedRun, code *int, result string) {
 	a.mu.Lock()
 	run.reported = true
 	a.mu.Unlock()
-	rec := run.rec
-	rec.End = jsonTime(time.Now())
-	rec.ExitCode = code
-	rec.Result = result
-	if _, err := a.zc.snapshot().Conn.Set(run.record, rec.encode(), -1); err != nil {
+	conn := a.zc.snapshot().Conn
+	if err := finishRecord(conn, run.adm, run.record, code, result); err != nil {
 		a.log.Warn("run record", "record", run.record, "err", err)
 	}
 	status := "ok"
 	if result != resultOK {
 		status = "fail"
 	}
-	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", status, "job", run.job, "slot", run.slot, "result", result, "token", rec.Token)
+	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", status, "job", run.job, "slot", run.slot, "result", result, "token", run.adm.rec.Token)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pruneRuns(ctx, conn, run.adm.runsPath(), a.g.History); err != nil {
+		a.log.Warn("pruning run records", "job", run.job, "err", err)
+	}
+}
+
+// awaitActive returns once this node is active, or the reason to skip:
+// passive after the wait (none by default), or the slot taken by another
+// node meanwhile (--wait ends early then).
+func (a *agent) awaitActive(adm admission, wait time.Duration) (status, string) {
+	feed := a.el.subscribe()
+	defer a.el.unsubscribe(feed)
+	deadline := time.Now().Add(wait)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		st := a.el.Status()
+		if st.active(time.Now()) {
+			return st, ""
+		}
+		if !time.Now().Before(deadline) {
+			return st, skipPassive
+		}
+		var slotCh <-chan zk.Event
+		if adm.claim {
+			if s := a.zc.snapshot(); s.Usable() {
+				taken, ch, err := adm.slotTaken(s.Conn)
+				if err == nil && taken {
+					return st, skipSlot
+				}
+				slotCh = ch
+			}
+		}
+		select {
+		case <-feed.C():
+			feed.next()
+		case <-slotCh:
+		case <-timer.C:
+		}
+	}
 }
 
 // enforceTick is how often the agent checks its jobs against the lease.
@@ -748,7 +772,7 @@ func (a *agent) enforceRun(r *admittedRun, now time.Time, active bool, st status
 		}
 		return
 	}
-	if active && r.rec.Token == st.Token {
+	if active && r.adm.rec.Token == st.Token {
 		return
 	}
 	if r.stopAt.IsZero() {

@@ -40,6 +40,7 @@ var configKeys = map[string]string{
 	"nice_level":      "nice",            // rcron
 	"pid_file":        "pid-file",
 	"kill_grace":      "kill-grace",
+	"history":         "history",
 	"default_state":   "", // rcron; only "passive" is accepted
 }
 

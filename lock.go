@@ -84,6 +84,7 @@ type status struct {
 	SessionID int64         // the session Node belongs to
 	Timeout   time.Duration // the session timeout the server granted
 	Leader    string        // node id of the lowest candidate, as far as we know
+	Ahead     int           // candidates queued ahead of us (0 when leading or not joined)
 }
 
 // active is hacron's definition: the lowest node of our session and a lease
@@ -666,7 +667,7 @@ func (t *term) campaign(ctx context.Context) (termEnd, error) {
 			continue
 		}
 		e.update(func(st *status) {
-			st.State, st.Reason, st.Leader = statePassive, "waiting behind "+pred, leader
+			st.State, st.Reason, st.Leader, st.Ahead = statePassive, "waiting behind "+pred, leader, me
 			st.Token, st.Deadline = 0, time.Time{}
 		})
 		if end, done, err := t.waitWatch(ctx, w.ch); done {
@@ -733,15 +734,11 @@ func (t *term) recover(ctx context.Context, err error) error {
 // memberName reads the node id from a candidate's data; hostile or foreign
 // data only loses the name.
 func (t *term) memberName(ctx context.Context, name string) string {
-	data, err := call(ctx, t, func() ([]byte, error) {
-		d, _, err := t.sess.Conn.Get(t.e.parent + "/" + name)
-		return d, err
+	m, err := call(ctx, t, func() (memberInfo, error) {
+		m, _, err := readMember(t.sess.Conn, t.e.parent+"/"+name)
+		return m, err
 	})
-	if err != nil || len(data) > maxMemberData {
-		return ""
-	}
-	var m memberInfo
-	if json.Unmarshal(data, &m) != nil {
+	if err != nil {
 		return ""
 	}
 	return m.Node
@@ -816,7 +813,7 @@ func (t *term) lead(ctx context.Context) (termEnd, error) {
 		return termEnd{reopen: reopen}, nil
 	}
 	e.update(func(st *status) {
-		st.Token, st.Leader = token, e.cfg.ID
+		st.Token, st.Leader, st.Ahead = token, e.cfg.ID, 0
 		if st.State == stateActive {
 			st.State = stateSuspended
 		}

@@ -36,6 +36,7 @@ type globals struct {
 	ZKTLSKey       string        `name:"zk-tls-key" placeholder:"FILE" env:"HACRON_ZK_TLS_KEY" help:"Client key for ZooKeeper TLS."`
 	LogLevel       string        `name:"log-level" placeholder:"LEVEL" env:"HACRON_LOG_LEVEL" enum:"debug,info,warn,error," default:"" help:"debug, info, warn or error (default: info; warn for run)."`
 	LogFormat      string        `name:"log-format" placeholder:"FORMAT" env:"HACRON_LOG_FORMAT" enum:"text,json" default:"text" help:"text or json."`
+	History        int           `name:"history" placeholder:"N" env:"HACRON_HISTORY" default:"20" help:"Run records kept per job."`
 	Syslog         bool          `name:"syslog" env:"HACRON_SYSLOG" help:"Log to syslog instead of stderr."`
 	SyslogFacility string        `name:"syslog-facility" placeholder:"FACILITY" env:"HACRON_LOG_SYSLOG_FACILITY" default:"LOG_CRON" help:"Syslog facility (rcron's syslog_facility)."`
 	SyslogLevel    string        `name:"syslog-level" placeholder:"LEVEL" env:"HACRON_LOG_SYSLOG_LEVEL" default:"LOG_INFO" help:"Lowest syslog priority logged (rcron's syslog_level)."`
@@ -66,6 +67,9 @@ func (g *globals) AfterApply() error {
 	if g.SessionTimeout <= 0 {
 		return fmt.Errorf("--session-timeout must be positive")
 	}
+	if g.History < 1 {
+		return fmt.Errorf("--history must be at least 1")
+	}
 	return nil
 }
 
@@ -94,6 +98,7 @@ type cli struct {
 	Agent  agentCmd  `cmd:"" help:"Join the election and serve the local socket."`
 	State  stateCmd  `cmd:"" help:"Print active or passive (exit 0 active, 1 passive, 2 unknown)."`
 	Resign resignCmd `cmd:"" help:"Ask the local agent to step down and stay out of the election for a while."`
+	Status statusCmd `cmd:"" help:"Show the cluster: members, the active node, the fencing token, recent runs."`
 }
 
 func main() {
@@ -102,6 +107,13 @@ func main() {
 
 // run parses and runs one command and returns the exit code.
 func run(args []string) int {
+	// An empty HACRON_* variable counts as unset (`HACRON_DIRECT= hacron
+	// ...` in a script), not as a value to parse.
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "HACRON_") && v == "" {
+			os.Unsetenv(k)
+		}
+	}
 	path, named := configPath(args)
 	cfg, err := loadConfig(path, named)
 	if err != nil {

@@ -21,7 +21,18 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/sc
 // TestMain makes this test binary double as hacron: testscript puts a copy
 // named "hacron" on PATH, and the agent tests start it as real processes.
 func TestMain(m *testing.M) {
-	testscript.Main(cleanup{m}, map[string]func(){"hacron": main})
+	testscript.Main(cleanup{m}, map[string]func(){"hacron": func() {
+		// The clock seam: HACRON_TEST_NOW starts a run "late" without
+		// sleeping. Only this test binary's hacron command reads it.
+		if v := os.Getenv("HACRON_TEST_NOW"); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				panic(err)
+			}
+			now = func() time.Time { return t }
+		}
+		main()
+	}})
 }
 
 type cleanup struct{ m *testing.M }

@@ -5,11 +5,19 @@ package main
 // completed when the run ends.
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/user"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/robfig/cron/v3"
 )
 
 // runRecord is the data of a run record (hacron.md, "Details").
@@ -57,4 +65,158 @@ func jobPath(root, job string) string { return fmt.Sprintf("%s/jobs/%s", root, j
 // defaultSlot is the invocation time truncated to the minute, UTC.
 func defaultSlot(now time.Time) string {
 	return now.UTC().Truncate(time.Minute).Format(time.RFC3339)
+}
+
+// validSlot: a slot names a znode, so no "/" and nothing ZooKeeper refuses.
+func validSlot(s string) error {
+	if s == "" || len(s) > 128 || s == "." || s == ".." || s == "running" ||
+		strings.ContainsAny(s, "/\x00") || strings.HasPrefix(s, "r-") {
+		return fmt.Errorf("bad slot %q: 1-128 characters, no /, not . .. running or r-...", s)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("bad slot %q: control characters", s)
+		}
+	}
+	return nil
+}
+
+// scheduleSlot is the latest time the schedule fired that is not after
+// now, in UTC: the slot a late cron start still belongs to.
+func scheduleSlot(expr string, now time.Time) (string, error) {
+	sched, err := cron.ParseStandard(expr)
+	if err != nil {
+		return "", fmt.Errorf("--schedule %q: %w", expr, err)
+	}
+	// robfig/cron only steps forward: walk from ever earlier starts until a
+	// firing at or before now is found.
+	for _, back := range []time.Duration{time.Hour, 48 * time.Hour, 32 * 24 * time.Hour, 367 * 24 * time.Hour, 5 * 367 * 24 * time.Hour} {
+		var last time.Time
+		for t := sched.Next(now.Add(-back)); !t.IsZero() && !t.After(now); t = sched.Next(t) {
+			last = t
+		}
+		if !last.IsZero() {
+			return last.UTC().Format(time.RFC3339), nil
+		}
+	}
+	return "", fmt.Errorf("--schedule %q: no firing time in the last five years", expr)
+}
+
+// admission describes the ZooKeeper side of one admission.
+type admission struct {
+	root      string // absolute cluster root (chroot included)
+	job       string
+	slot      string
+	claim     bool // the record is named after the slot: once per slot
+	noOverlap bool // also the job's ephemeral running marker
+	rec       runRecord
+	acl       []zk.ACL
+}
+
+func (a admission) runsPath() string    { return jobPath(a.root, a.job) + "/runs" }
+func (a admission) runningPath() string { return jobPath(a.root, a.job) + "/running" }
+
+// ops are the creates that go into the admission Multi after the check of
+// the holder's node.
+func (a admission) ops() []any {
+	rec := &zk.CreateRequest{Path: a.runsPath() + "/r-", Data: a.rec.encode(), Acl: a.acl, Flags: zk.FlagSequence}
+	if a.claim {
+		rec.Path, rec.Flags = a.runsPath()+"/"+a.slot, 0
+	}
+	ops := []any{rec}
+	if a.noOverlap {
+		ops = append(ops, &zk.CreateRequest{Path: a.runningPath(), Acl: a.acl, Flags: zk.FlagEphemeral})
+	}
+	return ops
+}
+
+// Why a run was skipped.
+const (
+	skipPassive = "passive"
+	skipSlot    = "slot taken"
+	skipRunning = "still running elsewhere"
+)
+
+// outcome maps the admission Multi's result: the record's path, or a skip
+// reason, or an error. res[0] is the check of the holder's node.
+func (a admission) outcome(res []zk.MultiResponse, err error) (record, skip string, _ error) {
+	switch {
+	case err == nil:
+		return res[1].String, "", nil
+	case errors.Is(err, errNotActive), errors.Is(err, errLeadership):
+		return "", skipPassive, nil
+	case len(res) > 1 && errors.Is(res[1].Error, zk.ErrNodeExists):
+		return "", skipSlot, nil
+	case len(res) > 2 && errors.Is(res[2].Error, zk.ErrNodeExists):
+		return "", skipRunning, nil
+	case errors.Is(err, errOutcomeUnknown):
+		// The record may exist: the run must not start, and the operator
+		// must know.
+		return "", "", errors.New("admission outcome unknown: ZooKeeper did not answer")
+	}
+	return "", "", fmt.Errorf("admission: %w", err)
+}
+
+// slotTaken says whether the slot's record exists, with a watch that fires
+// when that changes.
+func (a admission) slotTaken(conn *zk.Conn) (bool, <-chan zk.Event, error) {
+	ok, _, ch, err := conn.ExistsW(a.runsPath() + "/" + a.slot)
+	return ok, ch, err
+}
+
+// finishRecord completes a run record with its end, and removes the job's
+// running marker.
+func finishRecord(conn *zk.Conn, a admission, record string, code *int, result string) error {
+	rec := a.rec
+	rec.End = jsonTime(time.Now())
+	rec.ExitCode = code
+	rec.Result = result
+	_, err := conn.Set(record, rec.encode(), -1)
+	if a.noOverlap {
+		if derr := conn.Delete(a.runningPath(), -1); derr != nil && !errors.Is(derr, zk.ErrNoNode) && err == nil {
+			err = derr
+		}
+	}
+	return err
+}
+
+// pruneRuns keeps the newest keep records of a job (by creation, czxid).
+// A record of a run still going is never deleted: its outcome must be
+// recorded; it goes at a later prune.
+func pruneRuns(ctx context.Context, conn *zk.Conn, runs string, keep int) error {
+	children, _, err := conn.Children(runs)
+	if err != nil || len(children) <= keep {
+		return err
+	}
+	type rec struct {
+		name  string
+		czxid int64
+		done  bool
+	}
+	var all []rec
+	for _, c := range children {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		data, st, err := conn.Get(runs + "/" + c)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var r runRecord
+		done := json.Unmarshal(data, &r) != nil || r.End != ""
+		all = append(all, rec{name: c, czxid: st.Czxid, done: done})
+	}
+	slices.SortFunc(all, func(a, b rec) int { return cmp.Compare(b.czxid, a.czxid) })
+	for _, r := range all[min(keep, len(all)):] {
+		if !r.done {
+			continue
+		}
+		if err := conn.Delete(runs+"/"+r.name, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return err
+		}
+	}
+	return nil
 }

@@ -30,6 +30,10 @@ import (
 
 type runCmd struct {
 	Name      string         `name:"name" placeholder:"NAME" help:"Job identity (default: <command>-<first 8 hex of sha256 of argv>)."`
+	Wait      time.Duration  `name:"wait" placeholder:"D" help:"If not active, wait up to D to become active (failover); ends early when another node takes the slot."`
+	Slot      string         `name:"slot" placeholder:"KEY" help:"Explicit slot key (default: the invocation minute, UTC)."`
+	Schedule  string         `name:"schedule" placeholder:"EXPR" help:"The job's cron expression: the slot is its latest time not after now."`
+	NoOverlap bool           `name:"no-overlap" help:"Skip if this job is still running anywhere in the cluster."`
 	Timeout   time.Duration  `name:"timeout" placeholder:"D" help:"Terminate the job after D (exit 124)."`
 	KillGrace *time.Duration `name:"kill-grace" placeholder:"D" help:"SIGTERM-to-SIGKILL grace (default 5s, lowered to what the lease allows)."`
 	SkipExit  int            `name:"skip-exit" placeholder:"N" default:"0" help:"Exit code of a skipped run."`
@@ -80,10 +84,43 @@ func (r *runCmd) Validate() error {
 	if r.Timeout < 0 {
 		return errors.New("--timeout must not be negative")
 	}
+	if r.Wait < 0 {
+		return errors.New("--wait must not be negative")
+	}
+	if r.Slot != "" && r.Schedule != "" {
+		return errors.New("--slot and --schedule exclude each other")
+	}
 	if r.KillGrace != nil && *r.KillGrace < 0 {
 		return errors.New("--kill-grace must not be negative")
 	}
 	return nil
+}
+
+// now is the clock slots are computed from; tests set it (only inside the
+// test binary's hacron command) to start a run "late" without sleeping.
+var now = time.Now
+
+// slot returns the run's slot and whether slot claims are on.
+func (r *runCmd) slot(g *globals) (string, bool, error) {
+	claim := g.Direct || r.Wait > 0 || r.Slot != "" || r.Schedule != ""
+	switch {
+	case r.Slot != "":
+		return r.Slot, claim, validSlot(r.Slot)
+	case r.Schedule != "":
+		s, err := scheduleSlot(r.Schedule, now())
+		return s, claim, err
+	}
+	return defaultSlot(now()), claim, nil
+}
+
+// grant is an admitted run, whichever mode admitted it.
+type grant struct {
+	cluster, node, job, slot string
+	token                    int64
+	grace                    time.Duration
+	deadline                 time.Time
+	updates                  <-chan reply // lease renewals and loss, then the end's acknowledgement
+	report                   func(code int, result string)
 }
 
 func (r *runCmd) Run(ctx context.Context, g *globals) error {
@@ -91,20 +128,14 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	if g.Direct {
-		return errors.New("direct mode is not available in this version of hacron")
-	}
 	job := r.Name
 	if job == "" {
 		job = defaultJobName(r.Command)
 	}
-	slot := defaultSlot(time.Now())
-
-	conn, err := dialAgent(g.Socket)
+	slot, claim, err := r.slot(g)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
 
 	// The job's descendants that lose their parent are re-parented to us,
 	// not to init: we reap them at once, so a finished group is seen empty
@@ -121,11 +152,83 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	}
 	shimDone := make(chan syscall.WaitStatus, 1)
 	go reapChildren(shim, shimDone)
-	// Without the go-ahead the shim exits on its own, running nothing;
-	// a skipped run need not wait for that.
-	abort := func() { handshake.Close() }
 
-	req := request{V: protoVersion, Op: "run", Job: job, Slot: slot, Argv: r.Command, PGID: shim}
+	var gr *grant
+	var skip string
+	if g.Direct {
+		gr, skip, err = r.admitDirect(ctx, g, log, job, slot, shim)
+	} else {
+		gr, skip, err = r.admitAgent(ctx, g, job, slot, claim, shim)
+	}
+	if err != nil || skip != "" {
+		// Without the go-ahead the shim exits on its own, running
+		// nothing; a skipped run need not wait for that.
+		handshake.Close()
+		if err != nil {
+			return err
+		}
+		log.Info("run", "cluster", g.Cluster, "state", "passive", "status", "ignore", "job", job, "slot", slot, "reason", skip, "cmd", joinArgs(r.Command))
+		return silentExit(r.SkipExit)
+	}
+
+	start := time.Now()
+	log.Info("run", "cluster", g.Cluster, "state", "active", "status", "start", "job", job, "slot", gr.slot, "token", gr.token, "cmd", joinArgs(r.Command))
+	// Checked only now: a passive node skips a broken crontab line as
+	// silently as a good one; on the active node the run fails like a shell.
+	if err := execError(r.Command[0]); err != nil {
+		handshake.Close()
+		gr.report(exitCodeOf(err, exitNotExec), resultFailed)
+		return err
+	}
+	if r.Nice != nil {
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, shim, *r.Nice); err != nil {
+			handshake.Close()
+			gr.report(exitUsage, resultFailed)
+			return fmt.Errorf("--nice %d: %w", *r.Nice, err)
+		}
+	}
+	var ahead strings.Builder
+	for _, kv := range [][2]string{
+		{"HACRON_CLUSTER", gr.cluster},
+		{"HACRON_NODE", gr.node},
+		{"HACRON_JOB", gr.job},
+		{"HACRON_SLOT", gr.slot},
+		{"HACRON_FENCING_TOKEN", strconv.FormatInt(gr.token, 10)},
+	} {
+		fmt.Fprintf(&ahead, "%s=%s\n", kv[0], strings.ReplaceAll(kv[1], "\n", " "))
+	}
+	ahead.WriteString("exec\n")
+	_, werr := io.WriteString(handshake, ahead.String())
+	handshake.Close()
+	if werr != nil {
+		<-shimDone
+		gr.report(exitUsage, resultFailed)
+		return fmt.Errorf("start job: %w", werr)
+	}
+
+	s := supervisor{pgid: shim, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log}
+	code, result := s.supervise(shimDone, gr.updates)
+	gr.report(code, result)
+	status := "ok"
+	if result != resultOK {
+		status = "fail"
+	}
+	log.Info("run", "cluster", g.Cluster, "state", "active", "status", status, "dur", fmt.Sprintf("%.3f", time.Since(start).Seconds()),
+		"job", job, "slot", gr.slot, "token", gr.token, "exit_code", code, "result", result, "cmd", joinArgs(r.Command))
+	return silentExit(code)
+}
+
+// admitAgent asks the local agent.
+func (r *runCmd) admitAgent(ctx context.Context, g *globals, job, slot string, claim bool, pgid int) (*grant, string, error) {
+	conn, err := dialAgent(g.Socket)
+	if err != nil {
+		return nil, "", err
+	}
+	// A signal while the agent decides (it may wait, with --wait) ends
+	// the wait: nothing has run.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	req := request{V: protoVersion, Op: "run", Job: job, Slot: slot, Claim: claim, NoOverlap: r.NoOverlap,
+		WaitMS: r.Wait.Milliseconds(), Argv: r.Command, PGID: pgid}
 	if r.KillGrace != nil {
 		req.KillGraceMS, req.KillGraceSet = r.KillGrace.Milliseconds(), true
 	}
@@ -134,27 +237,28 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	if err := writeMsg(conn, req); err == nil {
 		err = readMsg(br, &rep)
 	}
+	if !stop() {
+		return nil, "", withExit(exitUsage, errors.New("interrupted while waiting for admission; the job did not run"))
+	}
 	if err != nil {
-		abort()
-		return fmt.Errorf("agent at %s: %w", g.Socket, err)
+		conn.Close()
+		return nil, "", fmt.Errorf("agent at %s: %w", g.Socket, err)
 	}
 	switch {
 	case rep.Skip != "":
-		abort()
-		log.Info("run", "cluster", g.Cluster, "state", "passive", "status", "ignore", "job", job, "slot", slot, "reason", rep.Skip, "cmd", joinArgs(r.Command))
-		return silentExit(r.SkipExit)
+		conn.Close()
+		return nil, rep.Skip, nil
 	case rep.Error != "":
-		abort()
+		conn.Close()
 		err := errors.New(rep.Error)
 		if rep.Hint != "" {
 			err = withHint(err, strings.Split(rep.Hint, "; ")...)
 		}
-		return withExit(max(rep.Code, 1), err)
+		return nil, "", withExit(max(rep.Code, 1), err)
 	case !rep.Admitted:
-		abort()
-		return errors.New("agent: unexpected answer")
+		conn.Close()
+		return nil, "", errors.New("agent: unexpected answer")
 	}
-
 	// One reader for the rest of the conversation: lease updates, then the
 	// acknowledgement of the exit report.
 	fromAgent := make(chan reply, 16)
@@ -168,57 +272,16 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 			fromAgent <- m
 		}
 	}()
-	start := time.Now()
-	log.Info("run", "cluster", g.Cluster, "state", "active", "status", "start", "job", job, "slot", rep.Slot, "token", rep.Token, "cmd", joinArgs(r.Command))
-	// Checked only now: a passive node skips a broken crontab line as
-	// silently as a good one; on the active node the run fails like a shell.
-	if err := execError(r.Command[0]); err != nil {
-		abort()
-		code := exitCodeOf(err, exitNotExec)
-		reportExit(conn, fromAgent, code, resultFailed)
-		return err
-	}
-	if r.Nice != nil {
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, shim, *r.Nice); err != nil {
-			abort()
-			reportExit(conn, fromAgent, exitUsage, resultFailed)
-			return fmt.Errorf("--nice %d: %w", *r.Nice, err)
-		}
-	}
-	var ahead strings.Builder
-	for _, kv := range [][2]string{
-		{"HACRON_CLUSTER", rep.Cluster},
-		{"HACRON_NODE", rep.Node},
-		{"HACRON_JOB", rep.Job},
-		{"HACRON_SLOT", rep.Slot},
-		{"HACRON_FENCING_TOKEN", strconv.FormatInt(rep.Token, 10)},
-	} {
-		fmt.Fprintf(&ahead, "%s=%s\n", kv[0], strings.ReplaceAll(kv[1], "\n", " "))
-	}
-	ahead.WriteString("exec\n")
-	_, werr := io.WriteString(handshake, ahead.String())
-	handshake.Close()
-	if werr != nil {
-		<-shimDone
-		return fmt.Errorf("start job: %w", werr)
-	}
-
-	s := supervisor{
-		pgid:     shim,
+	return &grant{
+		cluster: rep.Cluster, node: rep.Node, job: rep.Job, slot: rep.Slot, token: rep.Token,
 		grace:    time.Duration(rep.KillGraceMS) * time.Millisecond,
 		deadline: fromMono(rep.DeadlineMono),
-		timeout:  r.Timeout,
-		log:      log,
-	}
-	code, result := s.supervise(shimDone, fromAgent)
-	reportExit(conn, fromAgent, code, result)
-	status := "ok"
-	if result != resultOK {
-		status = "fail"
-	}
-	log.Info("run", "cluster", g.Cluster, "state", "active", "status", status, "dur", fmt.Sprintf("%.3f", time.Since(start).Seconds()),
-		"job", job, "slot", rep.Slot, "token", rep.Token, "exit_code", code, "result", result, "cmd", joinArgs(r.Command))
-	return silentExit(code)
+		updates:  fromAgent,
+		report: func(code int, result string) {
+			reportExit(conn, fromAgent, code, result)
+			conn.Close()
+		},
+	}, "", nil
 }
 
 // reportExit tells the agent how the run ended, for its record. A hung

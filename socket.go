@@ -12,8 +12,11 @@ package main
 //	              <- {"v":1,"state":{...}} (the `hacron state --json` document)
 //	op "resign":  {"v":1,"op":"resign","hold_ms":30000}
 //	              <- {"v":1,"ok":true} once the agent has stepped down
-//	op "run":     {"v":1,"op":"run","job":..,"slot":..,"claim":..,"argv":[..],
-//	               "pgid":N,"kill_grace_ms":N,"kill_grace_set":bool}
+//	op "run":     {"v":1,"op":"run","job":..,"slot":..,"claim":..,"no_overlap":..,
+//	               "wait_ms":N,"argv":[..],"pgid":N,"kill_grace_ms":N,
+//	               "kill_grace_set":bool}
+//	              A passive agent waits up to wait_ms to become active, and
+//	              less if the slot's record appears (claim only).
 //	              pgid is the process group the job will run in, created
 //	              before asking (its first process waits for the go-ahead
 //	              before exec), so the agent can always end it.
@@ -58,6 +61,8 @@ type request struct {
 	Job          string   `json:"job,omitempty"`
 	Slot         string   `json:"slot,omitempty"`
 	Claim        bool     `json:"claim,omitempty"`
+	NoOverlap    bool     `json:"no_overlap,omitempty"`
+	WaitMS       int64    `json:"wait_ms,omitempty"`
 	Argv         []string `json:"argv,omitempty"`
 	PGID         int      `json:"pgid,omitempty"`
 	KillGraceMS  int64    `json:"kill_grace_ms,omitempty"`

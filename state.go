@@ -27,10 +27,13 @@ const (
 )
 
 func (s *stateCmd) Run(ctx context.Context, g *globals) error {
+	var info stateInfo
+	var err error
 	if g.Direct {
-		return errors.New("direct mode is not available in this version of hacron")
+		info, err = directState(ctx, g)
+	} else {
+		info, err = askState(g)
 	}
-	info, err := askState(g)
 	if err != nil {
 		info = stateInfo{Cluster: g.Cluster, Node: g.Node, State: "unknown", Reason: err.Error()}
 	}

@@ -541,6 +541,17 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		return
 	}
 	run.record = record
+	if !a.el.Status().active(time.Now()) {
+		// Admitted, but the reply came after the lease ran out: the job
+		// must not start. Give the claim back so another node can run the
+		// slot.
+		a.untrack(run)
+		if err := unclaim(a.zc.snapshot().Conn, adm, record); err != nil {
+			a.log.Warn("admitted after the lease ended; the record could not be removed", "record", record, "err", err)
+		}
+		skip(skipPassive)
+		return
+	}
 	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", "start", "job", run.job, "slot", run.slot, "token", ast.Token, "record", run.record, "cmd", joinArgs(req.Argv))
 
 	feed := a.el.subscribe()

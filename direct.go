@@ -9,8 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -74,6 +77,13 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 		return nil, skip, err
 	}
 
+	watchdog, err := startWatchdog(pgid)
+	if err != nil {
+		unclaim(zc.snapshot().Conn, adm, record)
+		release()
+		return nil, "", err
+	}
+
 	// The election's renewals and losses, in the agent's words, for the
 	// supervisor.
 	updates := make(chan reply, 16)
@@ -110,6 +120,8 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 		cluster: g.Cluster, node: g.Node, job: job, slot: slot, token: ast.Token,
 		grace: grace, deadline: ast.Deadline, updates: updates,
 		report: func(code int, result string) {
+			io.WriteString(watchdog, "done\n")
+			watchdog.Close()
 			close(watchDone)
 			c := zc.snapshot().Conn
 			if err := finishRecord(c, adm, record, &code, result); err != nil {
@@ -123,6 +135,35 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 			release()
 		},
 	}, "", nil
+}
+
+// watchdogScript ends the job's process group when hacron run disappears
+// without saying "done" (SIGKILL, OOM): in direct mode there is no agent
+// left to end it, and the session, with the lock, lives on for up to T.
+const watchdogScript = `read -r x <&3; [ "$x" = done ] || kill -9 -"$1" 2>/dev/null`
+
+// startWatchdog starts the watchdog in a session of its own, so that a
+// signal to hacron run's process group does not take it along.
+func startWatchdog(pgid int) (*os.File, error) {
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		wr.Close()
+		return nil, err
+	}
+	defer devnull.Close()
+	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", watchdogScript, "hacron-watchdog", strconv.Itoa(pgid)},
+		&os.ProcAttr{Files: []*os.File{devnull, devnull, devnull, rd}, Sys: &syscall.SysProcAttr{Setsid: true}})
+	if err != nil {
+		wr.Close()
+		return nil, fmt.Errorf("watchdog: %w", err)
+	}
+	p.Release()
+	return wr, nil
 }
 
 func durationOr(d *time.Duration) time.Duration {

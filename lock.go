@@ -918,14 +918,17 @@ func (t *term) lead(ctx context.Context) (termEnd, error) {
 }
 
 // deleteNode removes our node (rule 11), retrying within one session
-// timeout; ErrNoNode means it is already gone.
+// timeout; ErrNoNode means it is already gone. Each attempt is bounded: on
+// a dead link go-zk would block until it notices.
 func (t *term) deleteNode() error {
 	if t.node == "" {
 		return nil
 	}
 	deadline := time.Now().Add(t.sess.Timeout)
 	for {
-		err := t.sess.Conn.Delete(t.node, -1)
+		_, err := call(context.Background(), t, func() (struct{}, error) {
+			return struct{}{}, t.sess.Conn.Delete(t.node, -1)
+		})
 		if err == nil || errors.Is(err, zk.ErrNoNode) {
 			return nil
 		}

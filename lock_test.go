@@ -222,14 +222,22 @@ func others(all []*testCandidate, not *testCandidate) []*testCandidate {
 	return out
 }
 
-// activeSince returns when c last became active after t0 (zero if not).
+// activeSince returns when c first became active after t0 (zero if not).
+// The history is recorded from the status feed by another goroutine: give
+// it a moment to catch up with what Status already says.
 func activeSince(c *testCandidate, t0 time.Time) time.Time {
-	for _, iv := range c.intervals() {
-		if !iv.from.Before(t0) {
-			return iv.from
+	end := time.Now().Add(2 * time.Second)
+	for {
+		for _, iv := range c.intervals() {
+			if !iv.from.Before(t0) {
+				return iv.from
+			}
 		}
+		if time.Now().After(end) {
+			return time.Time{}
+		}
+		time.Sleep(time.Millisecond)
 	}
-	return time.Time{}
 }
 
 func lostAfter(c *testCandidate, t0 time.Time) time.Time {
@@ -404,7 +412,10 @@ func TestIntegration_CleanStopFailover(t *testing.T) {
 
 func TestIntegration_BlackholedLeaderLosesLeaseFirst(t *testing.T) {
 	t.Parallel()
-	zkS := sharedZK(t)
+	// Its own server with a short tick: the server rounds session expiry up
+	// to the next tick, and with tickTime=500 that alone would take half of
+	// the 1 s the bound leaves on a loaded machine.
+	zkS := startZK(t, 1, withTickTime(200*time.Millisecond))
 	parent := testParent(t)
 	pa := newFaultProxy(t, zkS.Addrs()[0])
 	a := startCandidate(t, pa.Addr(), parent, "node-a", testTimeout)

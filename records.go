@@ -164,6 +164,17 @@ func (a admission) slotTaken(conn *zk.Conn) (bool, <-chan zk.Event, error) {
 	return ok, ch, err
 }
 
+// unclaim removes the record (and running marker) of a run that was
+// admitted but never started.
+func unclaim(conn *zk.Conn, a admission, record string) error {
+	ops := []any{&zk.DeleteRequest{Path: record, Version: -1}}
+	if a.noOverlap {
+		ops = append(ops, &zk.DeleteRequest{Path: a.runningPath(), Version: -1})
+	}
+	_, err := conn.Multi(ops...)
+	return err
+}
+
 // finishRecord completes a run record with its end, and removes the job's
 // running marker.
 func finishRecord(conn *zk.Conn, a admission, record string, code *int, result string) error {

@@ -224,7 +224,7 @@ func dialZK(ctx context.Context, cfg zkConfig, log *slog.Logger) (*zkClient, err
 	if err := c.open(); err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	if _, err := c.waitUsable(wctx); err != nil {
 		c.Close()

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/go-zookeeper/zk"
 )
 
@@ -28,6 +29,7 @@ type agentCmd struct {
 	StateFile string `name:"state-file" placeholder:"PATH" help:"Write active or passive here on every change (rcron's state file; hacron never reads it)."`
 	Detach    bool   `name:"detach" help:"Run in the background; exit 0 at once if an agent of this cluster already runs here."`
 	PIDFile   string `name:"pid-file" placeholder:"PATH" help:"Pid file, locked while the agent runs (default: the socket path with .pid)."`
+	Metrics   string `name:"metrics-listen" placeholder:"ADDR" help:"Serve Prometheus metrics on ADDR (host:port) at /metrics."`
 }
 
 // defaultKillGrace is the SIGTERM-to-SIGKILL grace when none is given:
@@ -72,6 +74,7 @@ type admittedRun struct {
 	pgid              int
 	grace             time.Duration
 	adm               admission
+	start             time.Time
 
 	// Owned by the enforcer.
 	wrapperGone bool
@@ -94,6 +97,7 @@ type agent struct {
 	revoked  string        // non-empty: jobs must stop (resign, shutdown)
 	revokeCh chan struct{} // closed when revoked is set
 	jobsSeen map[string]bool
+	metrics  *metrics
 }
 
 func (a *agentCmd) Run(ctx context.Context, g *globals) error {
@@ -129,7 +133,7 @@ func (a *agentCmd) Run(ctx context.Context, g *globals) error {
 	}
 	defer pidFile.Close()
 	defer os.Remove(pidPath)
-	return runAgent(ctx, g, log, a.StateFile)
+	return runAgent(ctx, g, log, a)
 }
 
 var errAgentRunning = errors.New("an agent already runs")
@@ -179,7 +183,7 @@ func detach() error {
 	return cmd.Process.Release()
 }
 
-func runAgent(ctx context.Context, g *globals, log *slog.Logger, stateFile string) error {
+func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd) error {
 	zc, err := dialZK(ctx, g.zkConfig(), log)
 	if err != nil {
 		return err
@@ -190,12 +194,23 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, stateFile strin
 		return err
 	}
 	a := &agent{
-		g: g, log: log, zc: zc, root: root, stateFile: stateFile,
+		g: g, log: log, zc: zc, root: root, stateFile: opts.StateFile,
 		runs:     map[*admittedRun]struct{}{},
 		revokeCh: make(chan struct{}),
 		jobsSeen: map[string]bool{},
 	}
 	a.el = newElection(zc, electionConfig{Parent: root + "/election", ID: g.Node, Version: version}, log)
+	a.metrics = newMetrics(a)
+	if opts.Metrics != "" {
+		mln, err := a.metrics.serve(opts.Metrics)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		defer mln.Close()
+	}
+	metricsDone := make(chan struct{})
+	defer close(metricsDone)
+	go a.metrics.observe(a.el.subscribe(), metricsDone)
 
 	os.Remove(g.Socket) // stale: the pid file lock says no agent of ours uses it
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: g.Socket, Net: "unix"})
@@ -230,12 +245,15 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, stateFile strin
 	}()
 	go a.accept(ln)
 	log.Info("agent started", "cluster", g.Cluster, "node", g.Node, "socket", g.Socket, "version", version)
+	// systemd (Type=notify): ready now; without NOTIFY_SOCKET a no-op.
+	daemon.SdNotify(false, daemon.SdNotifyReady)
 
 	<-ctx.Done()
 	// Graceful stop (rule 11): no new job, running jobs end as on a lease
 	// loss, then the node goes and the session closes, so the standby
 	// takes over at once.
 	log.Info("agent stopping")
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	ln.Close()
 	a.revoke("agent stopping")
 	a.waitJobsGone(maxKillGrace(a.el.Status().Timeout) + 2*time.Second)
@@ -515,7 +533,7 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		return
 	}
 	adm.rec = runRecord{Job: req.Job, Node: a.g.Node, Slot: req.Slot, Start: jsonTime(time.Now()), Token: st.Token, UID: uid, User: userName(uid)}
-	run := &admittedRun{job: req.Job, slot: req.Slot, pgid: req.PGID, grace: grace, adm: adm}
+	run := &admittedRun{job: req.Job, slot: req.Slot, pgid: req.PGID, grace: grace, adm: adm, start: time.Now()}
 
 	// Tracked before the admission, so that a lease that ends at any point
 	// from here on reaches the job's process group.
@@ -529,7 +547,9 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 	revokeCh := a.revokeCh
 	a.mu.Unlock()
 
+	t0 := time.Now()
 	ast, res, err := a.el.admit(adm.ops()...)
+	a.metrics.admission.Observe(time.Since(t0).Seconds())
 	record, reason, err := adm.outcome(res, err)
 	if err != nil || reason != "" {
 		a.untrack(run)
@@ -688,6 +708,8 @@ func (a *agent) finish(run *admittedRun, code *int, result string) {
 		status = "fail"
 	}
 	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", status, "job", run.job, "slot", run.slot, "result", result, "token", run.adm.rec.Token)
+	a.metrics.runs.WithLabelValues(run.job, result).Inc()
+	a.metrics.runDuration.WithLabelValues(run.job).Observe(time.Since(run.start).Seconds())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := pruneRuns(ctx, conn, run.adm.runsPath(), a.g.History); err != nil {
@@ -741,6 +763,10 @@ const enforceTick = 20 * time.Millisecond
 func (a *agent) enforce(ctx context.Context) {
 	t := time.NewTicker(enforceTick)
 	defer t.Stop()
+	// systemd's watchdog is fed from here, the loop that keeps jobs inside
+	// the lease: if it hangs, systemd restarts the agent.
+	watchdog, _ := daemon.SdWatchdogEnabled(false)
+	var fed time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -748,6 +774,10 @@ func (a *agent) enforce(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
+		if watchdog > 0 && now.Sub(fed) >= watchdog/3 {
+			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			fed = now
+		}
 		st := a.el.Status()
 		a.mu.Lock()
 		revoked := a.revoked != ""

@@ -31,6 +31,11 @@ var syslogLevels = map[string]slog.Level{
 	"LOG_INFO": slog.LevelInfo, "LOG_DEBUG": slog.LevelDebug,
 }
 
+// dialSyslog connects to the local syslog daemon.
+var dialSyslog = func(p syslog.Priority) (*syslog.Writer, error) {
+	return syslog.New(p, "hacron")
+}
+
 // newLogger builds the logger the options ask for. def is the command's
 // level when --log-level is not given.
 func newLogger(g *globals, def slog.Level) (*slog.Logger, error) {
@@ -58,7 +63,7 @@ func newLogger(g *globals, def slog.Level) (*slog.Logger, error) {
 	if g.LogLevel == "" {
 		level = min
 	}
-	w, err := syslog.New(fac|syslog.LOG_INFO, "hacron")
+	w, err := dialSyslog(fac | syslog.LOG_INFO)
 	if err != nil {
 		return nil, fmt.Errorf("syslog: %w", err)
 	}

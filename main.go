@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -102,7 +103,50 @@ type cli struct {
 }
 
 func main() {
+	if filepath.Base(os.Args[0]) == "rcron" {
+		os.Exit(rcronMain(os.Args[1:]))
+	}
 	os.Exit(run(os.Args[1:]))
+}
+
+// rcronDefaultConfig is where rcron reads its configuration.
+const rcronDefaultConfig = "/etc/rcron/rcron.conf"
+
+// rcronMain is the drop-in for rcron (a symlink named rcron): the call
+// form `rcron [--conf FILE] command [args]`, the args joined with spaces
+// and run by /bin/sh -c as rcron did, rcron's config file; but the job's
+// real exit status, and fail closed.
+func rcronMain(args []string) int {
+	conf, named := rcronDefaultConfig, false
+	if len(args) >= 1 && args[0] == "--conf" {
+		if len(args) < 2 {
+			args = nil
+		} else {
+			conf, named, args = args[1], true, args[2:]
+		}
+	}
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: rcron [--conf FILE] command [args]")
+		return 1 // rcron's own usage error
+	}
+	if !named {
+		if v := os.Getenv("HACRON_CONFIG"); v != "" {
+			conf, named = v, true
+		}
+	}
+	hargs := []string{"--config", conf, "run"}
+	if cfg, err := loadConfig(conf, named); err == nil {
+		if _, ok := cfg.values["nice"]; !ok {
+			hargs = append(hargs, "--nice", "19") // rcron's default nice_level
+		}
+	}
+	if !named {
+		// A missing /etc/rcron/rcron.conf is fine, as for hacron's own.
+		if _, err := os.Stat(conf); err != nil {
+			hargs = hargs[2:]
+		}
+	}
+	return run(append(hargs, "--", "/bin/sh", "-c", strings.Join(args, " ")))
 }
 
 // run parses and runs one command and returns the exit code.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/syslog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -21,18 +22,26 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/sc
 // TestMain makes this test binary double as hacron: testscript puts a copy
 // named "hacron" on PATH, and the agent tests start it as real processes.
 func TestMain(m *testing.M) {
-	testscript.Main(cleanup{m}, map[string]func(){"hacron": func() {
-		// The clock seam: HACRON_TEST_NOW starts a run "late" without
-		// sleeping. Only this test binary's hacron command reads it.
-		if v := os.Getenv("HACRON_TEST_NOW"); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				panic(err)
-			}
-			now = func() time.Time { return t }
+	testscript.Main(cleanup{m}, map[string]func(){"hacron": hacronMain, "rcron": hacronMain})
+}
+
+// hacronMain is main with the test seams, set only here: HACRON_TEST_NOW
+// starts a run "late" without sleeping; HACRON_TEST_SYSLOG sends syslog to
+// a socket the test listens on.
+func hacronMain() {
+	if v := os.Getenv("HACRON_TEST_NOW"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			panic(err)
 		}
-		main()
-	}})
+		now = func() time.Time { return t }
+	}
+	if path := os.Getenv("HACRON_TEST_SYSLOG"); path != "" {
+		dialSyslog = func(p syslog.Priority) (*syslog.Writer, error) {
+			return syslog.Dial("unixgram", path, p, "hacron")
+		}
+	}
+	main()
 }
 
 type cleanup struct{ m *testing.M }

@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 ZK_JAR  := /usr/share/java/zookeeper.jar
 
-.PHONY: build test vet zookeeper demo clean
+.PHONY: build test vet zookeeper demo install clean
 
 build: hacron
 
@@ -30,10 +30,22 @@ vet:
 
 test: zookeeper vet
 	$(GO) test -race -count=1 -timeout 14m ./...
+	$(MAKE) demo
 
 # The README's first command: two agents on a local ZooKeeper, a failover.
 demo: zookeeper build
 	./dist/demo.sh
+
+# make install [DESTDIR=...] [PREFIX=/usr/local] [RCRON=1]: the binary, the
+# systemd unit, the example config (kept if one exists), and with RCRON=1
+# an rcron symlink for existing crontabs.
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 hacron $(DESTDIR)$(PREFIX)/bin/hacron
+	install -D -m 0644 dist/hacron-agent.service $(DESTDIR)/etc/systemd/system/hacron-agent.service
+	sed -i 's|/usr/local/bin/hacron|$(PREFIX)/bin/hacron|' $(DESTDIR)/etc/systemd/system/hacron-agent.service
+	test -e $(DESTDIR)/etc/hacron/hacron.conf || install -D -m 0644 dist/hacron.conf $(DESTDIR)/etc/hacron/hacron.conf
+	if [ -n "$(RCRON)" ]; then ln -sf hacron $(DESTDIR)$(PREFIX)/bin/rcron; fi
 
 clean:
 	rm -f hacron

@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kong"
 )
@@ -45,6 +48,7 @@ var configKeys = map[string]string{
 }
 
 type configValue struct {
+	key   string
 	value string
 	line  int
 }
@@ -113,7 +117,7 @@ func (c *config) parseLine(raw string, n int) error {
 			return fmt.Errorf("config %s:%d: mode must be agent or direct, not %q", c.path, n, value)
 		}
 	}
-	c.values[flag] = configValue{value: value, line: n}
+	c.values[flag] = configValue{key: key, value: value, line: n}
 	return nil
 }
 
@@ -131,8 +135,33 @@ func (c *config) resolver() kong.Resolver {
 		if !ok {
 			return nil, nil
 		}
+		if err := checkValue(flag, v.value); err != nil {
+			return nil, fmt.Errorf("config %s:%d: %s: %w", c.path, v.line, v.key, err)
+		}
 		return v.value, nil
 	})
+}
+
+// checkValue parses a config value the way its flag will, so that a bad
+// value is reported with its file and line rather than as a flag.
+func checkValue(flag *kong.Flag, v string) error {
+	t := flag.Target.Type()
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var err error
+	switch {
+	case t == reflect.TypeOf(time.Duration(0)):
+		_, err = time.ParseDuration(v)
+	case t.Kind() == reflect.Int:
+		_, err = strconv.Atoi(v)
+	case t.Kind() == reflect.Bool:
+		_, err = strconv.ParseBool(v)
+	}
+	if err != nil {
+		return fmt.Errorf("bad value %q", v)
+	}
+	return nil
 }
 
 // configPath finds --config before kong runs: the file must be read before

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -100,6 +101,7 @@ type cli struct {
 	State  stateCmd  `cmd:"" help:"Print active or passive (exit 0 active, 1 passive, 2 unknown)."`
 	Resign resignCmd `cmd:"" help:"Ask the local agent to step down and stay out of the election for a while."`
 	Status statusCmd `cmd:"" help:"Show the cluster: members, the active node, the fencing token, recent runs."`
+	Check  checkCmd  `cmd:"" help:"Check this node's setup: config, ZooKeeper, the lease arithmetic, the cluster."`
 }
 
 func main() {
@@ -158,11 +160,16 @@ func run(args []string) int {
 			os.Unsetenv(k)
 		}
 	}
+	// hacron check reports a bad setup with 1, like any other problem.
+	failCode := exitUsage
+	if isCheck(args) {
+		failCode = exitCheckFailed
+	}
 	path, named := configPath(args)
 	cfg, err := loadConfig(path, named)
 	if err != nil {
 		printError(os.Stderr, err)
-		return exitUsage
+		return failCode
 	}
 	var c cli
 	parser, err := kong.New(&c,
@@ -179,7 +186,7 @@ func run(args []string) int {
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		printError(os.Stderr, withHint(err, "see 'hacron --help'"))
-		return exitUsage
+		return failCode
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -193,6 +200,19 @@ func run(args []string) int {
 		return exitCodeOf(err, exitUsage)
 	}
 	return 0
+}
+
+// isCheck says whether the command line is `hacron check`.
+func isCheck(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "check":
+			return !slices.Contains(args, "run")
+		}
+	}
+	return false
 }
 
 // silentExit ends the program with a code and prints nothing: a skipped

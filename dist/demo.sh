@@ -79,6 +79,8 @@ for n in a b; do
 	echo "  exit code $?"
 done
 
+show "$HACRON" status
+
 active=a standby=b
 "$HACRON" state -q --socket "$work/a.sock" || { active=b standby=a; }
 say "SIGKILL the active agent (node-$active): no goodbye, its session must expire"
@@ -92,7 +94,7 @@ say "The next run of the crontab line"
 echo "node-$standby:"
 "$HACRON" run --socket "$work/$standby.sock" -- "${job[@]}"
 echo "  exit code $?"
-show "$HACRON" state --json --socket "$work/$standby.sock"
+show "$HACRON" status
 
 say "Clean stop of node-$standby (SIGTERM): it steps down and closes its session"
 pid=$(cat "$work/$standby.pid")

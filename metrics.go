@@ -103,9 +103,14 @@ func reasonCode(reason string) string {
 
 // observe follows the election for the state metrics.
 func (m *metrics) observe(feed *statusFeed, done <-chan struct{}) {
+	last := roleState(-1)
 	for {
 		for _, st := range feed.next() {
-			m.transitions.WithLabelValues(st.State.String(), reasonCode(st.Reason)).Inc()
+			// The feed repeats a state on every renewal; count changes.
+			if st.State != last {
+				m.transitions.WithLabelValues(st.State.String(), reasonCode(st.Reason)).Inc()
+				last = st.State
+			}
 			if st.active(time.Now()) {
 				m.active.Set(1)
 			} else {

@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 ZK_JAR  := /usr/share/java/zookeeper.jar
 
-.PHONY: build test vet zookeeper demo install clean
+.PHONY: build test vet zookeeper demo install chaos bench clean
 
 build: hacron
 
@@ -31,6 +31,12 @@ vet:
 test: zookeeper vet
 	$(GO) test -race -count=1 -timeout 14m ./...
 	$(MAKE) demo
+
+# The fault-injection suite: CHAOS=10m by default, SEED=n replays a run.
+CHAOS ?= 10m
+SEED  ?= 0
+chaos: zookeeper
+	$(GO) test -count=1 -run 'TestIntegration_Chaos$$' -v -timeout 0 . -args -hacron.chaos=$(CHAOS) -hacron.seed=$(SEED)
 
 # The README's first command: two agents on a local ZooKeeper, a failover.
 demo: zookeeper build

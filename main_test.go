@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/sc
 // TestMain makes this test binary double as hacron: testscript puts a copy
 // named "hacron" on PATH, and the agent tests start it as real processes.
 func TestMain(m *testing.M) {
-	testscript.Main(cleanup{m}, map[string]func(){"hacron": hacronMain, "rcron": hacronMain})
+	testscript.Main(cleanup{m}, map[string]func(){"hacron": hacronMain, "rcron": hacronMain, "hacron-probe": probeMain})
 }
 
 // hacronMain is main with the test seams, set only here: HACRON_TEST_NOW

@@ -38,6 +38,10 @@ SEED  ?= 0
 chaos: zookeeper
 	$(GO) test -count=1 -run 'TestIntegration_Chaos$$' -v -timeout 0 . -args -hacron.chaos=$(CHAOS) -hacron.seed=$(SEED)
 
+# The figures users compare with: a markdown table and the machine.
+bench: zookeeper
+	$(GO) test -count=1 -run 'TestBenchReport$$' -v -timeout 0 . -args -hacron.bench
+
 # The README's first command: two agents on a local ZooKeeper, a failover.
 demo: zookeeper build
 	./dist/demo.sh

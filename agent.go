@@ -736,12 +736,9 @@ func (a *agent) awaitActive(adm admission, wait time.Duration) (status, string) 
 		}
 		var slotCh <-chan zk.Event
 		if adm.claim {
-			if s := a.zc.snapshot(); s.Usable() {
-				taken, ch, err := adm.slotTaken(s.Conn)
-				if err == nil && taken {
-					return st, skipSlot
-				}
-				slotCh = ch
+			var taken bool
+			if taken, slotCh = adm.watchSlot(a.zc); taken {
+				return st, skipSlot
 			}
 		}
 		select {

@@ -190,13 +190,9 @@ func awaitDirect(ctx context.Context, el *election, zc *zkClient, adm admission,
 		if st.Ahead > 0 && !time.Now().Before(deadline) {
 			return st, skipPassive
 		}
-		var slotCh <-chan zk.Event
-		if s := zc.snapshot(); s.Usable() {
-			taken, ch, err := adm.slotTaken(s.Conn)
-			if err == nil && taken {
-				return st, skipSlot
-			}
-			slotCh = ch
+		taken, slotCh := adm.watchSlot(zc)
+		if taken {
+			return st, skipSlot
 		}
 		select {
 		case <-feed.C():

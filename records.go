@@ -164,6 +164,21 @@ func (a admission) slotTaken(conn *zk.Conn) (bool, <-chan zk.Event, error) {
 	return ok, ch, err
 }
 
+// watchSlot is slotTaken on the current session, for a waiting run: taken,
+// or a channel that fires when it may have been (nil when ZooKeeper cannot
+// be asked now; the caller's other wake-ups cover that).
+func (a admission) watchSlot(zc *zkClient) (bool, <-chan zk.Event) {
+	s := zc.snapshot()
+	if !s.Usable() {
+		return false, nil
+	}
+	taken, ch, err := a.slotTaken(s.Conn)
+	if err != nil {
+		return false, nil
+	}
+	return taken, ch
+}
+
 // unclaim removes the record (and running marker) of a run that was
 // admitted but never started.
 func unclaim(conn *zk.Conn, a admission, record string) error {

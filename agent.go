@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -183,7 +184,15 @@ func detach() error {
 	return cmd.Process.Release()
 }
 
+// agentMemoryLimit is a soft limit for the Go heap: the agent is a small
+// daemon that lives for months, and collecting earlier under a burst of
+// connections keeps its footprint small (GOMEMLIMIT overrides it).
+const agentMemoryLimit = 16 << 20
+
 func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(agentMemoryLimit)
+	}
 	zc, err := dialZK(ctx, g.zkConfig(), log)
 	if err != nil {
 		return err

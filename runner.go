@@ -360,13 +360,14 @@ func (s *supervisor) supervise(done <-chan syscall.WaitStatus, updates <-chan re
 				updates = nil
 				continue
 			}
-			if m.Lost != "" {
-				terminate(resultLost, "leadership lost: terminating the job ("+m.Lost+")")
-			} else if m.DeadlineMono != 0 && why == "" {
-				s.deadline = fromMono(m.DeadlineMono)
-				lease.Reset(time.Until(s.deadline))
-			}
+			s.apply(m, why, terminate)
+			lease.Reset(time.Until(s.deadline))
 		case <-lease.C:
+			// On a starved machine the timer and a renewal that already
+			// arrived become ready together: give the reader a moment
+			// (far less than the kill margin) and take what it has.
+			time.Sleep(2 * time.Millisecond)
+			s.drain(&updates, terminate)
 			if !time.Now().Before(s.deadline) {
 				terminate(resultLost, "lease ended without renewal: terminating the job")
 			} else {
@@ -379,6 +380,31 @@ func (s *supervisor) supervise(done <-chan syscall.WaitStatus, updates <-chan re
 			killAt = nil
 		case sig := <-sigs:
 			syscall.Kill(-s.pgid, sig.(syscall.Signal))
+		}
+	}
+}
+
+// apply takes one message of the agent: a renewed deadline, or the loss.
+func (s *supervisor) apply(m reply, why string, terminate func(reason, msg string)) {
+	if m.Lost != "" {
+		terminate(resultLost, "leadership lost: terminating the job ("+m.Lost+")")
+	} else if m.DeadlineMono != 0 && why == "" {
+		s.deadline = fromMono(m.DeadlineMono)
+	}
+}
+
+// drain applies the messages already waiting.
+func (s *supervisor) drain(updates *<-chan reply, terminate func(reason, msg string)) {
+	for *updates != nil {
+		select {
+		case m, ok := <-*updates:
+			if !ok {
+				*updates = nil
+				return
+			}
+			s.apply(m, "", terminate)
+		default:
+			return
 		}
 	}
 }

@@ -79,6 +79,11 @@ func TestIntegration_Scripts(t *testing.T) {
 			env.Setenv("HACRON_SESSION_TIMEOUT", "3s")
 			env.Setenv("HACRON_SOCKET", env.WorkDir+"/agent.sock")
 			env.Setenv("HACRON_NODE", "node-a")
+			bin, err := exeLookPath("hacron")
+			if err != nil {
+				return err
+			}
+			env.Setenv("HACRON_BIN", bin)
 			// A detached agent escapes testscript's background tracking:
 			// stop it even when the script failed half-way.
 			env.Defer(func() {

@@ -145,3 +145,28 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Errorf("systemd-analyze verify: %v", err)
 	}
 }
+
+// TestMakeInstall installs into a scratch root: the binary, the unit
+// pointing at it, the example config, the rcron symlink.
+func TestMakeInstall(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	root := t.TempDir()
+	out, err := exec.Command("make", "install", "DESTDIR="+root, "PREFIX=/opt/hacron", "RCRON=1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, f := range []string{"/opt/hacron/bin/hacron", "/etc/systemd/system/hacron-agent.service", "/etc/hacron/hacron.conf"} {
+		if _, err := os.Stat(root + f); err != nil {
+			t.Errorf("make install did not install %s: %v", f, err)
+		}
+	}
+	if l, err := os.Readlink(root + "/opt/hacron/bin/rcron"); err != nil || l != "hacron" {
+		t.Errorf("rcron symlink: %q %v", l, err)
+	}
+	unit, _ := os.ReadFile(root + "/etc/systemd/system/hacron-agent.service")
+	if !strings.Contains(string(unit), "ExecStart=/opt/hacron/bin/hacron agent") {
+		t.Errorf("the installed unit does not start /opt/hacron/bin/hacron:\n%s", unit)
+	}
+}

@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 ZK_JAR  := /usr/share/java/zookeeper.jar
 
-.PHONY: build test vet zookeeper demo install chaos bench clean
+.PHONY: build test vet zookeeper demo install chaos bench fuzz clean
 
 build: hacron
 
@@ -28,9 +28,17 @@ vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
+FUZZTARGETS := FuzzConfigParse FuzzSocketDecode FuzzRunRecord
+
 test: zookeeper vet
 	$(GO) test -race -count=1 -timeout 14m ./...
+	$(MAKE) fuzz FUZZTIME=10s
 	$(MAKE) demo
+
+# Each fuzz target with its corpus (testdata/fuzz/); longer: FUZZTIME=10m.
+FUZZTIME ?= 2m
+fuzz:
+	for t in $(FUZZTARGETS); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) . || exit 1; done
 
 # The fault-injection suite: CHAOS=10m by default, SEED=n replays a run.
 CHAOS ?= 10m

@@ -43,6 +43,26 @@ const (
 	resultKilled  = "killed"
 )
 
+// maxRecordData bounds what is parsed of a run record: records are small,
+// and a foreign or hostile node may be up to ZooKeeper's 1 MB.
+const maxRecordData = 16 << 10
+
+// decodeRunRecord parses a run record's data; anything else is an error,
+// never a crash.
+func decodeRunRecord(data []byte) (runRecord, error) {
+	var r runRecord
+	if len(data) > maxRecordData {
+		return r, errors.New("run record too large")
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, err
+	}
+	if r.Job == "" || r.Start == "" {
+		return r, errors.New("not a run record")
+	}
+	return r, nil
+}
+
 func (r runRecord) encode() []byte {
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -231,8 +251,8 @@ func pruneRuns(ctx context.Context, conn *zk.Conn, runs string, keep int) error 
 		if err != nil {
 			return err
 		}
-		var r runRecord
-		done := json.Unmarshal(data, &r) != nil || r.End != ""
+		r, err := decodeRunRecord(data)
+		done := err != nil || r.End != ""
 		all = append(all, rec{name: c, czxid: st.Czxid, done: done})
 	}
 	slices.SortFunc(all, func(a, b rec) int { return cmp.Compare(b.czxid, a.czxid) })

@@ -131,8 +131,8 @@ func readStatus(zc *zkClient, cluster string) (statusDoc, error) {
 			if err != nil {
 				continue
 			}
-			var r runRecord
-			if json.Unmarshal(data, &r) != nil {
+			r, err := decodeRunRecord(data)
+			if err != nil {
 				continue // not a record of ours
 			}
 			recs = append(recs, rec{r, st.Czxid})

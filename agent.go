@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -230,6 +231,17 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 	if err := os.Chmod(g.Socket, 0o660); err != nil {
 		ln.Close()
 		return fmt.Errorf("agent socket: %w", err)
+	}
+	if g.SocketGroup != "" {
+		grp, err := user.LookupGroup(g.SocketGroup)
+		if err == nil {
+			gid, _ := strconv.Atoi(grp.Gid)
+			err = os.Chown(g.Socket, os.Getuid(), gid)
+		}
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--socket-group %s: %w", g.SocketGroup, err)
+		}
 	}
 
 	elCtx, stopElection := context.WithCancel(context.Background())
@@ -514,10 +526,12 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		a.log.Info("run", "cluster", a.g.Cluster, "state", "passive", "status", "ignore", "job", req.Job, "slot", req.Slot, "reason", reason, "cmd", joinArgs(req.Argv))
 		writeMsg(c, reply{V: protoVersion, Skip: reason})
 	}
-	if !jobNameRE.MatchString(req.Job) {
-		fail(fmt.Errorf("bad job name %q", req.Job))
+	job, err := jobName(req.Job, uid)
+	if err != nil {
+		fail(err)
 		return
 	}
+	req.Job = job
 	if err := validSlot(req.Slot); err != nil {
 		fail(err)
 		return

@@ -29,6 +29,7 @@ var configKeys = map[string]string{
 	"node":            "node",
 	"session_timeout": "session-timeout",
 	"socket":          "socket",
+	"socket_group":    "socket-group",
 	"mode":            "direct",
 	"zk_auth_file":    "zk-auth-file",
 	"zk_tls_ca":       "zk-tls-ca",

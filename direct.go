@@ -20,6 +20,10 @@ import (
 )
 
 func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, job, slot string, pgid int) (*grant, string, error) {
+	job, err := jobName(job, os.Getuid())
+	if err != nil {
+		return nil, "", err
+	}
 	zc, err := dialZK(ctx, g.zkConfig(), log)
 	if err != nil {
 		return nil, "", err

@@ -31,6 +31,7 @@ type globals struct {
 	Node           string        `name:"node" placeholder:"ID" env:"HACRON_NODE" help:"This node's id (default: the host name)."`
 	SessionTimeout time.Duration `name:"session-timeout" placeholder:"D" env:"HACRON_SESSION_TIMEOUT" default:"10s" help:"ZooKeeper session timeout to ask for."`
 	Socket         string        `name:"socket" placeholder:"PATH" env:"HACRON_SOCKET" help:"Agent socket (default /run/hacron/<cluster>.sock)."`
+	SocketGroup    string        `name:"socket-group" placeholder:"GROUP" env:"HACRON_SOCKET_GROUP" help:"Group allowed to use the agent socket (mode 0660; default: the agent's own group)."`
 	Direct         bool          `name:"direct" env:"HACRON_DIRECT" help:"Direct mode: no agent, a ZooKeeper session per run."`
 	ZKAuthFile     string        `name:"zk-auth-file" placeholder:"FILE" env:"HACRON_ZK_AUTH_FILE" help:"Digest credentials user:password (mode 0600)."`
 	ZKTLSCA        string        `name:"zk-tls-ca" placeholder:"FILE" env:"HACRON_ZK_TLS_CA" help:"CA certificate for ZooKeeper TLS."`
@@ -86,6 +87,18 @@ func (g *globals) zkConfig() zkConfig {
 		TLSCert:        g.ZKTLSCert,
 		TLSKey:         g.ZKTLSKey,
 	}
+}
+
+// jobName is the job's name in ZooKeeper: a non-root user's jobs carry the
+// user's name, so that one user cannot claim or block another's slots.
+func jobName(job string, uid int) (string, error) {
+	if uid != 0 {
+		job = userName(uid) + "." + job
+	}
+	if !jobNameRE.MatchString(job) {
+		return "", fmt.Errorf("bad job name %q: want 1-128 of A-Z a-z 0-9 . _ - (a non-root user's name is its prefix)", job)
+	}
+	return job, nil
 }
 
 // clusterRoot is where everything of the cluster lives in ZooKeeper.

@@ -32,6 +32,7 @@ var configKeys = map[string]string{
 	"socket_group":    "socket-group",
 	"mode":            "direct",
 	"zk_auth_file":    "zk-auth-file",
+	"zk_world_read":   "zk-world-read",
 	"zk_tls_ca":       "zk-tls-ca",
 	"zk_tls_cert":     "zk-tls-cert",
 	"zk_tls_key":      "zk-tls-key",

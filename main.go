@@ -34,6 +34,7 @@ type globals struct {
 	SocketGroup    string        `name:"socket-group" placeholder:"GROUP" env:"HACRON_SOCKET_GROUP" help:"Group allowed to use the agent socket (mode 0660; default: the agent's own group)."`
 	Direct         bool          `name:"direct" env:"HACRON_DIRECT" help:"Direct mode: no agent, a ZooKeeper session per run."`
 	ZKAuthFile     string        `name:"zk-auth-file" placeholder:"FILE" env:"HACRON_ZK_AUTH_FILE" help:"Digest credentials user:password (mode 0600)."`
+	ZKWorldRead    bool          `name:"zk-world-read" env:"HACRON_ZK_WORLD_READ" help:"With --zk-auth-file: let anyone read hacron's nodes (monitoring)."`
 	ZKTLSCA        string        `name:"zk-tls-ca" placeholder:"FILE" env:"HACRON_ZK_TLS_CA" help:"CA certificate for ZooKeeper TLS."`
 	ZKTLSCert      string        `name:"zk-tls-cert" placeholder:"FILE" env:"HACRON_ZK_TLS_CERT" help:"Client certificate for ZooKeeper TLS."`
 	ZKTLSKey       string        `name:"zk-tls-key" placeholder:"FILE" env:"HACRON_ZK_TLS_KEY" help:"Client key for ZooKeeper TLS."`
@@ -83,6 +84,7 @@ func (g *globals) zkConfig() zkConfig {
 		SessionTimeout: g.SessionTimeout,
 		ConnectTimeout: g.SessionTimeout,
 		AuthFile:       g.ZKAuthFile,
+		WorldRead:      g.ZKWorldRead,
 		TLSCA:          g.ZKTLSCA,
 		TLSCert:        g.ZKTLSCert,
 		TLSKey:         g.ZKTLSKey,

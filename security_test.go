@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 )
 
 // testUser creates (once) an unprivileged user for the tests; they need
@@ -129,4 +132,93 @@ func TestIntegration_NonRootUser(t *testing.T) {
 	if len(rootRuns) != 1 || rootRuns[0].UID != 0 || rootRuns[0].User != "root" {
 		t.Errorf("root's records: %+v", rootRuns)
 	}
+}
+
+// TestIntegration_DigestAuth: with --zk-auth-file, hacron's nodes are
+// writable by that identity only: a client without credentials, or with a
+// wrong password, gets NoAuth on the election node, a run record and a
+// running marker, and hacron keeps working.
+func TestIntegration_DigestAuth(t *testing.T) {
+	t.Parallel()
+	zkS := sharedZK(t)
+	authFile := filepath.Join(t.TempDir(), "zk-auth")
+	if err := os.WriteFile(authFile, []byte("hacron:s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cluster := clusterName(t)
+	env := append(hacronEnv(t, zkS.ConnectString(), cluster), "HACRON_ZK_AUTH_FILE="+authFile)
+	a := startAgent(t, env, "node-a")
+	a.waitState("active", 20*time.Second)
+	dir := t.TempDir()
+	long := a.run("--name", "guarded", "--no-overlap", "--", "sh", "-c", "touch "+dir+"/started; sleep 3")
+	waitFor(t, 10*time.Second, "the guarded job", func() bool { _, err := os.Stat(dir + "/started"); return err == nil })
+
+	root := "/hacron/" + cluster
+	intruders := map[string]*zk.Conn{
+		"no credentials": rawConnT(t, zkS.ConnectString(), ""),
+		"wrong password": rawConnT(t, zkS.ConnectString(), "hacron:wrong"),
+	}
+	for who, c := range intruders {
+		if _, _, err := c.Children(root + "/election"); !errors.Is(err, zk.ErrNoAuth) {
+			t.Errorf("%s: listing the election: %v, want NoAuth (no world read by default)", who, err)
+		}
+	}
+	owner := rawConnT(t, zkS.ConnectString(), "hacron:s3cret")
+	kids, _, err := owner.Children(root + "/election")
+	if err != nil || len(kids) != 1 {
+		t.Fatalf("election as hacron: %v %v", kids, err)
+	}
+	runs, _, err := owner.Children(root + "/jobs/guarded/runs")
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs as hacron: %v %v", runs, err)
+	}
+	targets := []string{root + "/election/" + kids[0], root + "/jobs/guarded/runs/" + runs[0], root + "/jobs/guarded/running"}
+	for who, c := range intruders {
+		for _, p := range targets {
+			if err := c.Delete(p, -1); !errors.Is(err, zk.ErrNoAuth) {
+				t.Errorf("%s deleting %s: %v, want NoAuth", who, p, err)
+			}
+			if _, err := c.Set(p, []byte("forged"), -1); !errors.Is(err, zk.ErrNoAuth) {
+				t.Errorf("%s changing %s: %v, want NoAuth", who, p, err)
+			}
+		}
+		if _, err := c.Create(root+"/jobs/guarded/runs/tomorrow", nil, 0, zk.WorldACL(zk.PermAll)); !errors.Is(err, zk.ErrNoAuth) {
+			t.Errorf("%s claiming a slot: %v, want NoAuth", who, err)
+		}
+	}
+	if code := long.wait(20 * time.Second); code != 0 {
+		t.Errorf("the guarded job: exit %d", code)
+	}
+	if a.state() != "active" {
+		t.Errorf("the agent is %s after the intrusions", a.state())
+	}
+	if code := a.run("--name", "after", "--", "true").wait(10 * time.Second); code != 0 {
+		t.Errorf("a run after the intrusions: exit %d", code)
+	}
+
+	// --zk-world-read: monitoring may read, still not write.
+	cluster2 := clusterName(t)
+	env2 := append(hacronEnv(t, zkS.ConnectString(), cluster2), "HACRON_ZK_AUTH_FILE="+authFile, "HACRON_ZK_WORLD_READ=1")
+	b := startAgent(t, env2, "node-b")
+	b.waitState("active", 20*time.Second)
+	c := intruders["no credentials"]
+	kids2, _, err := c.Children("/hacron/" + cluster2 + "/election")
+	if err != nil || len(kids2) != 1 {
+		t.Fatalf("reading with world read: %v %v", kids2, err)
+	}
+	if err := c.Delete("/hacron/"+cluster2+"/election/"+kids2[0], -1); !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("deleting with world read: %v, want NoAuth", err)
+	}
+}
+
+// rawConnT is a plain client with optional digest credentials.
+func rawConnT(t *testing.T, connect, auth string) *zk.Conn {
+	t.Helper()
+	c := rawConn(t, connect)
+	if auth != "" {
+		if err := c.AddAuth("digest", []byte(auth)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
 }

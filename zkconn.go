@@ -29,6 +29,7 @@ type zkConfig struct {
 	SessionTimeout time.Duration // requested; the server may grant less
 	ConnectTimeout time.Duration // how long to wait for a usable session
 	AuthFile       string        // digest "user:password", mode 0600
+	WorldRead      bool          // with AuthFile: anyone may read (monitoring)
 	TLSCA          string
 	TLSCert        string
 	TLSKey         string
@@ -253,6 +254,9 @@ func newZKClient(cfg zkConfig, log *slog.Logger) (*zkClient, error) {
 		}
 		c.auth = []byte(user + ":" + pw)
 		c.acl = zk.DigestACL(zk.PermAll, user, pw)
+		if cfg.WorldRead {
+			c.acl = append(c.acl, zk.WorldACL(zk.PermRead)...)
+		}
 	}
 	if c.tls, err = tlsConfig(cfg); err != nil {
 		return nil, err

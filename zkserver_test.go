@@ -61,6 +61,7 @@ type zkOptions struct {
 	maxSessionTimeout time.Duration
 	extraConfig       []string
 	jvmFlags          []string
+	classPath         []string
 }
 
 type zkOption func(*zkOptions)
@@ -88,6 +89,12 @@ func withExtraConfig(lines ...string) zkOption {
 // here wins over the harness's own.
 func withJVMFlags(flags ...string) zkOption {
 	return func(o *zkOptions) { o.jvmFlags = append(o.jvmFlags, flags...) }
+}
+
+// withClassPath adds jars to the server's class path: Debian's
+// zookeeper.jar manifest lacks some of Netty's, which TLS needs.
+func withClassPath(jars ...string) zkOption {
+	return func(o *zkOptions) { o.classPath = append(o.classPath, jars...) }
 }
 
 type zkServer struct {
@@ -279,7 +286,11 @@ func (s *zkServer) start() error {
 		return fmt.Errorf("zk%d: already running", s.ID)
 	}
 
-	args := []string{"-cp", zkTestJar + ":" + zkTestSLF4JJar}
+	cp := zkTestJar + ":" + zkTestSLF4JJar
+	for _, j := range e.opts.classPath {
+		cp += ":" + j
+	}
+	args := []string{"-cp", cp}
 	args = append(args, zkTestJVMFlags...)
 	args = append(args, e.opts.jvmFlags...)
 	args = append(args, zkTestMainClass, s.ConfigPath)

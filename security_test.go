@@ -2,7 +2,9 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -221,4 +223,112 @@ func rawConnT(t *testing.T, connect, auth string) *zk.Conn {
 		}
 	}
 	return c
+}
+
+// TestIntegration_SocketProtocolAbuse talks to a real agent the way a
+// broken or hostile client would: EOF before, inside and after a request,
+// an over-long line, another version, a process group that is not the
+// caller's. The agent answers with an error or nothing, keeps serving, and
+// runs nothing.
+func TestIntegration_SocketProtocolAbuse(t *testing.T) {
+	t.Parallel()
+	zkS := sharedZK(t)
+	cluster := clusterName(t)
+	a := startAgent(t, hacronEnv(t, zkS.ConnectString(), cluster), "node-a")
+	a.waitState("active", 20*time.Second)
+	send := func(payload string, closeWrite bool) string {
+		c, err := net.Dial("unix", a.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if payload != "" {
+			c.Write([]byte(payload))
+		}
+		if closeWrite {
+			c.(*net.UnixConn).CloseWrite()
+		}
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	// A process group of somebody else's: its leader's parent is not us.
+	out, err := exec.Command("sh", "-c", "setsid sleep 30 >/dev/null 2>&1 & echo $!").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPID, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	sleeper, _ := os.FindProcess(otherPID)
+	defer sleeper.Kill()
+	waitFor(t, 5*time.Second, "the other group", func() bool { return len(groupMembers(otherPID)) == 1 })
+	for _, tc := range []struct {
+		name, payload string
+		want          string
+	}{
+		{"EOF before a request", "", `"error":"bad request: EOF"`},
+		{"EOF inside a request", `{"v":1,"op":"st`, `"error":"bad request: unexpected EOF"`},
+		{"over-long line", `{"v":1,"op":"state","job":"` + strings.Repeat("x", 70000) + `"}` + "\n", `message too long`},
+		{"another version", `{"v":2,"op":"state"}` + "\n", `protocol version 2`},
+		{"unknown field", `{"v":1,"op":"state","sudo":true}` + "\n", `unknown field`},
+		{"unknown op", `{"v":1,"op":"reboot"}` + "\n", `unknown request`},
+		{"someone else's process group", fmt.Sprintf(`{"v":1,"op":"run","job":"x","slot":"s","argv":["true"],"pgid":%d}`+"\n", otherPID), `is not a process group of the caller`},
+		{"pid 1", `{"v":1,"op":"run","job":"x","slot":"s","argv":["true"],"pgid":1}` + "\n", `bad process group`},
+	} {
+		got := send(tc.payload, true)
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("%s: the agent answered %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if err := sleeper.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the agent signalled another process's group: %v", err)
+	}
+	if a.state() != "active" {
+		t.Errorf("the agent is %s after the abuse", a.state())
+	}
+	if runs := runsOf(t, zkS.ConnectString(), cluster, "x"); len(runs) != 0 {
+		t.Errorf("abuse created run records: %+v", runs)
+	}
+}
+
+// TestIntegration_HostileRunRecords: a record that names a future slot
+// (written by a skewed or hostile client) makes that slot skip, never run
+// twice; garbage records do not break status or pruning.
+func TestIntegration_HostileRunRecords(t *testing.T) {
+	t.Parallel()
+	zkS := sharedZK(t)
+	cluster := clusterName(t)
+	a := startAgent(t, hacronEnv(t, zkS.ConnectString(), cluster), "node-a")
+	a.waitState("active", 20*time.Second)
+	conn := rawConn(t, zkS.ConnectString())
+	runs := "/hacron/" + cluster + "/jobs/nightly/runs"
+	zc := &zkClient{acl: zk.WorldACL(zk.PermAll)}
+	if err := zc.ensurePath(conn, runs); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		"2999-01-01T00:00:00Z": []byte(`{"job":"nightly","node":"mallory","slot":"2999-01-01T00:00:00Z","start":"2999-01-01T00:00:00.000Z"}`),
+		"garbage":              []byte("{not json"),
+		"huge":                 make([]byte, 500_000),
+	} {
+		if _, err := conn.Create(runs+"/"+name, data, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	r := a.run("--name", "nightly", "--slot", "2999-01-01T00:00:00Z", "--", "touch", dir+"/ran")
+	if code := r.wait(10 * time.Second); code != 0 {
+		t.Errorf("exit %d, want a skip", code)
+	}
+	if _, err := os.Stat(dir + "/ran"); err == nil {
+		t.Errorf("the job ran for a slot already recorded")
+	}
+	for i := range 3 {
+		if code := a.run("--name", "nightly", "--history", "2", "--slot", fmt.Sprintf("ok-%d", i), "--", "true").wait(10 * time.Second); code != 0 {
+			t.Errorf("run %d: exit %d", i, code)
+		}
+	}
+	st := startProc(t, "status", a.env, "status", "--json")
+	if code := st.wait(10 * time.Second); code != 0 || !strings.Contains(st.outText(), `"node": "mallory"`) {
+		t.Errorf("status with hostile records: exit %d: %s %s", code, st.outText(), st.errText())
+	}
 }

@@ -233,3 +233,28 @@ func TestIntegration_DirectKilledWrapperEndsJob(t *testing.T) {
 		t.Errorf("node-b's job survived SIGTERM to its wrapper: %v", m)
 	}
 }
+
+// TestIntegration_SignalDuringWait: SIGTERM to a run waiting for the
+// failover ends the wait at once; nothing runs.
+func TestIntegration_SignalDuringWait(t *testing.T) {
+	t.Parallel()
+	zkS := sharedZK(t)
+	env := hacronEnv(t, zkS.ConnectString(), clusterName(t))
+	a := startAgent(t, env, "node-a")
+	a.waitState("active", 20*time.Second)
+	b := startAgent(t, env, "node-b")
+	b.waitState("passive", 20*time.Second)
+	dir := t.TempDir()
+	r := b.run("--wait", "30s", "--slot", "W", "--", "touch", dir+"/ran")
+	time.Sleep(500 * time.Millisecond)
+	t0 := time.Now()
+	r.signal(syscall.SIGTERM)
+	code := r.wait(10 * time.Second)
+	t.Logf("SIGTERM during --wait: exit %d after %v: %s", code, r.endAt.Sub(t0), r.errText())
+	if code != exitUsage || !strings.Contains(r.errText(), "did not run") {
+		t.Errorf("exit %d %q, want 125 saying the job did not run", code, r.errText())
+	}
+	if _, err := os.Stat(dir + "/ran"); err == nil {
+		t.Errorf("the job ran")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"reflect"
@@ -71,18 +72,23 @@ func loadConfig(path string, named bool) (*config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return c, c.parse(f)
+}
+
+// parse reads config lines from r.
+func (c *config) parse(r io.Reader) error {
+	sc := bufio.NewScanner(r)
 	n := 0
 	for sc.Scan() {
 		n++
 		if err := c.parseLine(sc.Text(), n); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return fmt.Errorf("config %s: %w", c.path, err)
 	}
-	return c, nil
+	return nil
 }
 
 func (c *config) parseLine(raw string, n int) error {

@@ -1,8 +1,7 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -25,12 +24,8 @@ func FuzzConfigParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		path := filepath.Join(t.TempDir(), "hacron.conf")
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c, err := loadConfig(path, true)
-		if err != nil {
+		c := &config{path: "fuzz.conf", values: map[string]configValue{}}
+		if c.parse(strings.NewReader(text)) != nil {
 			return
 		}
 		for flag, v := range c.values {

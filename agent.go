@@ -72,11 +72,11 @@ func killGrace(T time.Duration, asked time.Duration, explicit bool) (time.Durati
 
 // admittedRun is a job the agent let run.
 type admittedRun struct {
-	job, slot, record string
-	pgid              int
-	grace             time.Duration
-	adm               admission
-	start             time.Time
+	adm    admission // job, slot, record data
+	record string
+	pgid   int
+	grace  time.Duration
+	start  time.Time
 
 	// Owned by the enforcer.
 	wrapperGone bool
@@ -541,13 +541,16 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		return
 	}
 	adm := admission{root: a.zc.abs(a.root), job: req.Job, slot: req.Slot, claim: req.Claim, noOverlap: req.NoOverlap, acl: a.zc.acl}
-	if err := a.ensureJob(req.Job); err != nil {
-		fail(fmt.Errorf("admission: %w", err))
-		return
-	}
-	st, reason := a.awaitActive(adm, time.Duration(req.WaitMS)*time.Millisecond)
+	wait := time.Duration(req.WaitMS) * time.Millisecond
+	st, reason := awaitTurn(context.Background(), a.el, a.zc, adm, wait, wait, func(status) bool { return true })
 	if reason != "" {
 		skip(reason)
+		return
+	}
+	// The job's nodes are made by the node that runs it, not by every
+	// passive node that skips it.
+	if err := a.ensureJob(req.Job); err != nil {
+		fail(fmt.Errorf("admission: %w", err))
 		return
 	}
 	grace, err := killGrace(st.Timeout, time.Duration(req.KillGraceMS)*time.Millisecond, req.KillGraceSet)
@@ -556,7 +559,7 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		return
 	}
 	adm.rec = runRecord{Job: req.Job, Node: a.g.Node, Slot: req.Slot, Start: jsonTime(time.Now()), Token: st.Token, UID: uid, User: userName(uid)}
-	run := &admittedRun{job: req.Job, slot: req.Slot, pgid: req.PGID, grace: grace, adm: adm, start: time.Now()}
+	run := &admittedRun{adm: adm, pgid: req.PGID, grace: grace, start: time.Now()}
 
 	// Tracked before the admission, so that a lease that ends at any point
 	// from here on reaches the job's process group.
@@ -595,13 +598,13 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		skip(skipPassive)
 		return
 	}
-	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", "start", "job", run.job, "slot", run.slot, "token", ast.Token, "record", run.record, "cmd", joinArgs(req.Argv))
+	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", "start", "job", run.adm.job, "slot", run.adm.slot, "token", ast.Token, "record", run.record, "cmd", joinArgs(req.Argv))
 
 	feed := a.el.subscribe()
 	defer a.el.unsubscribe(feed)
-	lastDeadline := monoDeadline(ast.Deadline)
-	if err := writeMsg(c, reply{V: protoVersion, Admitted: true, Token: ast.Token, Job: run.job, Slot: run.slot,
-		Node: a.g.Node, Cluster: a.g.Cluster, Run: run.record, KillGraceMS: grace.Milliseconds(), DeadlineMono: lastDeadline}); err != nil {
+	last := ast.Deadline
+	if err := writeMsg(c, reply{V: protoVersion, Admitted: true, Token: ast.Token, Job: run.adm.job, Slot: run.adm.slot,
+		Node: a.g.Node, Cluster: a.g.Cluster, Run: run.record, KillGraceMS: grace.Milliseconds(), DeadlineMono: monoDeadline(last)}); err != nil {
 		a.wrapperGone(run)
 		return
 	}
@@ -638,15 +641,11 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 				if lost {
 					break
 				}
-				if st.active(time.Now()) && st.Token == ast.Token {
-					if d := monoDeadline(st.Deadline); d > lastDeadline {
-						lastDeadline = d
-						writeMsg(c, reply{V: protoVersion, DeadlineMono: d})
-					}
-					continue
+				if m, news := leaseNews(st, ast.Token, last); news {
+					lost, last = m.Lost != "", st.Deadline
+					m.V = protoVersion
+					writeMsg(c, m)
 				}
-				lost = true
-				writeMsg(c, reply{V: protoVersion, Lost: st.State.String() + ": " + st.Reason})
 			}
 		}
 	}
@@ -712,7 +711,7 @@ func (a *agent) wrapperGone(run *admittedRun) {
 	a.mu.Lock()
 	run.wrapperGone = true
 	a.mu.Unlock()
-	a.log.Warn("the wrapper of a running job is gone; the agent keeps its process group inside the lease", "job", run.job, "pgid", run.pgid)
+	a.log.Warn("the wrapper of a running job is gone; the agent keeps its process group inside the lease", "job", run.adm.job, "pgid", run.pgid)
 }
 
 // finish records the end of a run and prunes the job's history. The
@@ -730,46 +729,13 @@ func (a *agent) finish(run *admittedRun, code *int, result string) {
 	if result != resultOK {
 		status = "fail"
 	}
-	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", status, "job", run.job, "slot", run.slot, "result", result, "token", run.adm.rec.Token)
-	a.metrics.runs.WithLabelValues(run.job, result).Inc()
-	a.metrics.runDuration.WithLabelValues(run.job).Observe(time.Since(run.start).Seconds())
+	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", status, "job", run.adm.job, "slot", run.adm.slot, "result", result, "token", run.adm.rec.Token)
+	a.metrics.runs.WithLabelValues(run.adm.job, result).Inc()
+	a.metrics.runDuration.WithLabelValues(run.adm.job).Observe(time.Since(run.start).Seconds())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := pruneRuns(ctx, conn, run.adm.runsPath(), a.g.History); err != nil {
-		a.log.Warn("pruning run records", "job", run.job, "err", err)
-	}
-}
-
-// awaitActive returns once this node is active, or the reason to skip:
-// passive after the wait (none by default), or the slot taken by another
-// node meanwhile (--wait ends early then).
-func (a *agent) awaitActive(adm admission, wait time.Duration) (status, string) {
-	feed := a.el.subscribe()
-	defer a.el.unsubscribe(feed)
-	deadline := time.Now().Add(wait)
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		st := a.el.Status()
-		if st.active(time.Now()) {
-			return st, ""
-		}
-		if !time.Now().Before(deadline) {
-			return st, skipPassive
-		}
-		var slotCh <-chan zk.Event
-		if adm.claim {
-			var taken bool
-			if taken, slotCh = adm.watchSlot(a.zc); taken {
-				return st, skipSlot
-			}
-		}
-		select {
-		case <-feed.C():
-			feed.next()
-		case <-slotCh:
-		case <-timer.C:
-		}
+		a.log.Warn("pruning run records", "job", run.adm.job, "err", err)
 	}
 }
 
@@ -842,7 +808,7 @@ func (a *agent) enforceRun(r *admittedRun, now time.Time, active bool, st status
 	if gone || reported {
 		if !r.termSent {
 			r.termSent = true
-			a.log.Warn("lease over: terminating a job whose wrapper is gone", "job", r.job, "pgid", r.pgid)
+			a.log.Warn("lease over: terminating a job whose wrapper is gone", "job", r.adm.job, "pgid", r.pgid)
 			syscall.Kill(-r.pgid, syscall.SIGTERM)
 		}
 		if !r.killSent && now.Sub(r.stopAt) >= r.grace {
@@ -853,7 +819,7 @@ func (a *agent) enforceRun(r *admittedRun, now time.Time, active bool, st status
 	}
 	if !r.killSent && now.Sub(r.stopAt) >= r.grace+killMargin(st.Timeout)/2 {
 		r.killSent = true
-		a.log.Warn("lease over and the job still runs after its grace: SIGKILL", "job", r.job, "pgid", r.pgid)
+		a.log.Warn("lease over and the job still runs after its grace: SIGKILL", "job", r.adm.job, "pgid", r.pgid)
 		syscall.Kill(-r.pgid, syscall.SIGKILL)
 	}
 }

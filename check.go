@@ -35,7 +35,10 @@ func runCheck(ctx context.Context, g *globals, w io.Writer) (problems int) {
 		fmt.Fprintf(w, "PROBLEM  "+format+"\n", args...)
 	}
 
-	path, named := configPath(os.Args[1:])
+	path, named := g.Config, g.Config != ""
+	if !named {
+		path = defaultConfigPath
+	}
 	if _, err := os.Stat(path); err == nil {
 		ok("config %s read", path)
 	} else if !named {

@@ -63,7 +63,9 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 		<-elDone
 		zc.Close()
 	}
-	st, skip := awaitDirect(ctx, el, zc, adm, r.Wait)
+	// Try once (the default) still waits for the election to place this
+	// run, at most one session timeout.
+	st, skip := awaitTurn(ctx, el, zc, adm, r.Wait, max(r.Wait, zc.cfg.SessionTimeout), func(st status) bool { return st.Ahead > 0 })
 	if skip != "" {
 		release()
 		return nil, skip, nil
@@ -103,19 +105,17 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 				return
 			}
 			for _, s := range feed.next() {
-				if !s.active(time.Now()) || s.Token != ast.Token {
-					select {
-					case updates <- reply{Lost: s.State.String() + ": " + s.Reason}:
-					default:
-					}
-					return
+				m, news := leaseNews(s, ast.Token, last)
+				if !news {
+					continue
 				}
-				if s.Deadline.After(last) {
-					last = s.Deadline
-					select {
-					case updates <- reply{DeadlineMono: monoDeadline(s.Deadline)}:
-					default: // the supervisor is behind; a later one follows
-					}
+				last = s.Deadline
+				select {
+				case updates <- m:
+				default: // the supervisor is behind; a later one follows
+				}
+				if m.Lost != "" {
+					return
 				}
 			}
 		}
@@ -175,39 +175,6 @@ func durationOr(d *time.Duration) time.Duration {
 		return 0
 	}
 	return *d
-}
-
-// awaitDirect waits until this run holds the job's lock, or says why not:
-// someone ahead of us and no --wait (try once), the slot taken meanwhile,
-// the wait over, or a signal.
-func awaitDirect(ctx context.Context, el *election, zc *zkClient, adm admission, wait time.Duration) (status, string) {
-	feed := el.subscribe()
-	defer el.unsubscribe(feed)
-	timer := time.NewTimer(max(wait, zc.cfg.SessionTimeout))
-	defer timer.Stop()
-	deadline := time.Now().Add(wait)
-	for {
-		st := el.Status()
-		if st.active(time.Now()) {
-			return st, ""
-		}
-		if st.Ahead > 0 && !time.Now().Before(deadline) {
-			return st, skipPassive
-		}
-		taken, slotCh := adm.watchSlot(zc)
-		if taken {
-			return st, skipSlot
-		}
-		select {
-		case <-feed.C():
-			feed.next()
-		case <-slotCh:
-		case <-timer.C:
-			return st, skipPassive
-		case <-ctx.Done():
-			return st, skipPassive
-		}
-	}
 }
 
 // directState answers `hacron state` in direct mode from ZooKeeper: this

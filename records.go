@@ -199,6 +199,54 @@ func (a admission) watchSlot(zc *zkClient) (bool, <-chan zk.Event) {
 	return taken, ch
 }
 
+// awaitTurn returns once the election says active, or why the run skips:
+// the slot taken meanwhile (claims only), passive once wait is over and
+// settled says the election has placed us, or the limit or ctx reached.
+func awaitTurn(ctx context.Context, el *election, zc *zkClient, a admission, wait, limit time.Duration, settled func(status) bool) (status, string) {
+	feed := el.subscribe()
+	defer el.unsubscribe(feed)
+	deadline := time.Now().Add(wait)
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for {
+		st := el.Status()
+		if st.active(time.Now()) {
+			return st, ""
+		}
+		if !time.Now().Before(deadline) && settled(st) {
+			return st, skipPassive
+		}
+		var slotCh <-chan zk.Event
+		if a.claim {
+			var taken bool
+			if taken, slotCh = a.watchSlot(zc); taken {
+				return st, skipSlot
+			}
+		}
+		select {
+		case <-feed.C():
+			feed.next()
+		case <-slotCh:
+		case <-timer.C:
+			return st, skipPassive
+		case <-ctx.Done():
+			return st, skipPassive
+		}
+	}
+}
+
+// leaseNews is what a run admitted under token must hear of a status: the
+// loss, or a deadline later than last; news is false for neither.
+func leaseNews(st status, token int64, last time.Time) (m reply, news bool) {
+	if !st.active(time.Now()) || st.Token != token {
+		return reply{Lost: st.State.String() + ": " + st.Reason}, true
+	}
+	if st.Deadline.After(last) {
+		return reply{DeadlineMono: monoDeadline(st.Deadline)}, true
+	}
+	return reply{}, false
+}
+
 // unclaim removes the record (and running marker) of a run that was
 // admitted but never started.
 func unclaim(conn *zk.Conn, a admission, record string) error {

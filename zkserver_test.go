@@ -57,7 +57,6 @@ var zkTestJVMFlags = []string{
 
 type zkOptions struct {
 	tickTime          time.Duration
-	minSessionTimeout time.Duration
 	maxSessionTimeout time.Duration
 	extraConfig       []string
 	jvmFlags          []string
@@ -68,10 +67,6 @@ type zkOption func(*zkOptions)
 
 func withMaxSessionTimeout(d time.Duration) zkOption {
 	return func(o *zkOptions) { o.maxSessionTimeout = d }
-}
-
-func withMinSessionTimeout(d time.Duration) zkOption {
-	return func(o *zkOptions) { o.minSessionTimeout = d }
 }
 
 // withTickTime sets tickTime; ZooKeeper derives the default session timeout
@@ -252,9 +247,6 @@ func (e *zkEnsemble) writeConfig(s *zkServer) error {
 	b.WriteString("clientPortAddress=127.0.0.1\n")
 	b.WriteString("admin.enableServer=false\n")
 	b.WriteString("4lw.commands.whitelist=*\n")
-	if o.minSessionTimeout > 0 {
-		fmt.Fprintf(&b, "minSessionTimeout=%d\n", o.minSessionTimeout.Milliseconds())
-	}
 	if o.maxSessionTimeout > 0 {
 		fmt.Fprintf(&b, "maxSessionTimeout=%d\n", o.maxSessionTimeout.Milliseconds())
 	}

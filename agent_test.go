@@ -169,6 +169,16 @@ func startAgent(t testing.TB, env []string, node string) *agentProc {
 	return &agentProc{proc: p, node: node, socket: sock, env: env}
 }
 
+// startPair starts node-a, waits until it is active, then node-b, passive.
+func startPair(t testing.TB, env []string) (a, b *agentProc) {
+	t.Helper()
+	a = startAgent(t, env, "node-a")
+	a.waitState("active", 30*time.Second)
+	b = startAgent(t, env, "node-b")
+	b.waitState("passive", 30*time.Second)
+	return a, b
+}
+
 func (a *agentProc) state() string {
 	info, err := askState(&globals{Socket: a.socket})
 	if err != nil {
@@ -245,10 +255,7 @@ func TestIntegration_TwoAgents(t *testing.T) {
 	t.Parallel()
 	zkS := sharedZK(t)
 	env := hacronEnv(t, zkS.ConnectString(), clusterName(t))
-	a := startAgent(t, env, "node-a")
-	a.waitState("active", 20*time.Second)
-	b := startAgent(t, env, "node-b")
-	b.waitState("passive", 20*time.Second)
+	a, b := startPair(t, env)
 	if a.state() != "active" {
 		t.Fatalf("node-a is %s after node-b joined", a.state())
 	}
@@ -320,6 +327,16 @@ func leaseLossSetup(t *testing.T) (a, b *agentProc, pa *faultProxy) {
 	return a, b, pa
 }
 
+// goneThenActive watches, from now on and on one clock, for the job's
+// process group to be empty and for the standby to answer active.
+func goneThenActive(t *testing.T, pgid int, standby *agentProc) (goneAt, activeAt time.Time) {
+	t.Helper()
+	gone := when(30*time.Second, func() bool { return len(groupMembers(pgid)) == 0 })
+	activeAt = at(t, when(30*time.Second, func() bool { return standby.state() == "active" }), standby.node+" active")
+	goneAt = at(t, gone, "the job's process group gone")
+	return goneAt, activeAt
+}
+
 func TestIntegration_LeaseLossTerminatesJob(t *testing.T) {
 	t.Parallel()
 	a, b, pa := leaseLossSetup(t)
@@ -329,9 +346,7 @@ func TestIntegration_LeaseLossTerminatesJob(t *testing.T) {
 
 	tB := time.Now()
 	pa.SetMode(proxyBlackhole)
-	gone := when(30*time.Second, func() bool { return len(groupMembers(pgid)) == 0 })
-	bActive := at(t, when(30*time.Second, func() bool { return b.state() == "active" }), "node-b active")
-	goneAt := at(t, gone, "the job's group gone")
+	goneAt, bActive := goneThenActive(t, pgid, b)
 	code := job.wait(20 * time.Second)
 	t.Logf("blackhole at 0: job's group gone +%v, wrapper exit +%v (code %d), node-b active +%v",
 		goneAt.Sub(tB), job.endAt.Sub(tB), code, bActive.Sub(tB))
@@ -360,9 +375,7 @@ func TestIntegration_OrphanedJobTerminatedByAgent(t *testing.T) {
 
 	tB := time.Now()
 	pa.SetMode(proxyBlackhole)
-	gone := when(30*time.Second, func() bool { return len(groupMembers(pgid)) == 0 })
-	bActive := at(t, when(30*time.Second, func() bool { return b.state() == "active" }), "node-b active")
-	goneAt := at(t, gone, "the orphaned group gone")
+	goneAt, bActive := goneThenActive(t, pgid, b)
 	t.Logf("blackhole at 0: orphaned group gone +%v, node-b active +%v", goneAt.Sub(tB), bActive.Sub(tB))
 	if !goneAt.Before(bActive) {
 		t.Errorf("the orphaned group was gone at +%v, not before node-b became active at +%v", goneAt.Sub(tB), bActive.Sub(tB))
@@ -373,19 +386,14 @@ func TestIntegration_StoppedAgentWrapperEnforcesLease(t *testing.T) {
 	t.Parallel()
 	zkS := sharedZK(t)
 	env := hacronEnv(t, zkS.ConnectString(), clusterName(t))
-	a := startAgent(t, env, "node-a")
-	a.waitState("active", 20*time.Second)
-	b := startAgent(t, env, "node-b")
-	b.waitState("passive", 20*time.Second)
+	a, b := startPair(t, env)
 	dir := t.TempDir()
 	job := a.run("sh", "-c", "echo $$ > "+dir+"/pgid; sleep 1000 & sleep 1000")
 	pgid := readPGID(t, dir+"/pgid")
 
 	tS := time.Now()
 	a.signal(syscall.SIGSTOP)
-	gone := when(30*time.Second, func() bool { return len(groupMembers(pgid)) == 0 })
-	bActive := at(t, when(30*time.Second, func() bool { return b.state() == "active" }), "node-b active")
-	goneAt := at(t, gone, "the job's group gone")
+	goneAt, bActive := goneThenActive(t, pgid, b)
 	code := job.wait(20 * time.Second)
 	t.Logf("SIGSTOP at 0: job's group gone +%v, wrapper exit +%v (code %d), node-b active +%v",
 		goneAt.Sub(tS), job.endAt.Sub(tS), code, bActive.Sub(tS))

@@ -145,10 +145,7 @@ func TestIntegration_AgentNoOverlap(t *testing.T) {
 	t.Parallel()
 	zkS := sharedZK(t)
 	env := hacronEnv(t, zkS.ConnectString(), clusterName(t))
-	a := startAgent(t, env, "node-a")
-	a.waitState("active", 20*time.Second)
-	b := startAgent(t, env, "node-b")
-	b.waitState("passive", 20*time.Second)
+	a, b := startPair(t, env)
 	dir := t.TempDir()
 	run := func(ag *agentProc, slot, marker string, secs float64) *proc {
 		return ag.run("--name", "sync", "--slot", slot, "--no-overlap", "--", "sh", "-c",
@@ -240,10 +237,7 @@ func TestIntegration_SignalDuringWait(t *testing.T) {
 	t.Parallel()
 	zkS := sharedZK(t)
 	env := hacronEnv(t, zkS.ConnectString(), clusterName(t))
-	a := startAgent(t, env, "node-a")
-	a.waitState("active", 20*time.Second)
-	b := startAgent(t, env, "node-b")
-	b.waitState("passive", 20*time.Second)
+	_, b := startPair(t, env)
 	dir := t.TempDir()
 	r := b.run("--wait", "30s", "--slot", "W", "--", "touch", dir+"/ran")
 	time.Sleep(500 * time.Millisecond)

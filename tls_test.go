@@ -107,10 +107,7 @@ func TestIntegration_TLS(t *testing.T) {
 	cluster := clusterName(t)
 	env := append(hacronEnv(t, secure, cluster),
 		"HACRON_ZK_TLS_CA="+caFile, "HACRON_ZK_TLS_CERT="+cliCertFile, "HACRON_ZK_TLS_KEY="+cliKeyFile)
-	a := startAgent(t, env, "node-a")
-	a.waitState("active", 30*time.Second)
-	b := startAgent(t, env, "node-b")
-	b.waitState("passive", 30*time.Second)
+	a, _ := startPair(t, env)
 	if code := a.run("--name", "over-tls", "--", "true").wait(10 * time.Second); code != 0 {
 		t.Errorf("a run over TLS: exit %d", code)
 	}

@@ -25,6 +25,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/go-zookeeper/zk"
+
+	"hacron/internal/lease"
 )
 
 type agentCmd struct {
@@ -34,56 +36,22 @@ type agentCmd struct {
 	Metrics   string `name:"metrics-listen" placeholder:"ADDR" help:"Serve Prometheus metrics on ADDR (host:port) at /metrics."`
 }
 
-// defaultKillGrace is the SIGTERM-to-SIGKILL grace when none is given:
-// long enough for a job to clean up, and lowered to what the lease allows.
-const defaultKillGrace = 5 * time.Second
-
-// killMargin is kept free between the last SIGKILL and the earliest moment
-// the session can expire: signals, scheduling and a loaded machine take
-// time. A tenth of T, at least 250 ms.
-func killMargin(T time.Duration) time.Duration {
-	return max(T/10, 250*time.Millisecond)
-}
-
-// maxKillGrace is the largest grace for which every job is dead before the
-// session can expire: s + f*T + k + margin <= s + T.
-func maxKillGrace(T time.Duration) time.Duration {
-	return max(T-time.Duration(float64(T)*leaseFraction)-killMargin(T), 0)
-}
-
-// killGrace picks the grace for a job, or refuses an explicit one that
-// could let the job outlive the lease.
-func killGrace(T time.Duration, asked time.Duration, explicit bool) (time.Duration, error) {
-	limit := maxKillGrace(T)
-	if !explicit {
-		return min(defaultKillGrace, limit), nil
-	}
-	if asked < 0 {
-		return 0, errors.New("--kill-grace must not be negative")
-	}
-	if asked > limit {
-		lease := time.Duration(float64(T) * leaseFraction)
-		return 0, withHint(fmt.Errorf("--kill-grace %v could let the job outlive the lease", asked),
-			fmt.Sprintf("lease %v (T/2) + kill grace %v + margin %v > granted session timeout T = %v", lease, asked, killMargin(T), T),
-			fmt.Sprintf("use --kill-grace %v or less, or a longer --session-timeout (the servers' maxSessionTimeout caps it)", limit))
-	}
-	return asked, nil
-}
-
-// admittedRun is a job the agent let run.
+// admittedRun is a job the agent let run (or is letting run: it is
+// tracked from just before the admission write).
 type admittedRun struct {
-	adm    admission // job, slot, record data
-	record string
-	pgid   int
-	grace  time.Duration
-	start  time.Time
+	pgid  int
+	token int64 // the fencing token it is admitted under
+	start time.Time
+
+	// Guarded by agent.mu.
+	t           *ticket // nil until the admission write succeeded
+	wrapperGone bool
+	reported    bool // the wrapper sent the exit status
 
 	// Owned by the enforcer.
-	wrapperGone bool
-	reported    bool      // the wrapper sent the exit status
-	stopAt      time.Time // when the lease was seen over for this run
-	termSent    bool
-	killSent    bool
+	stopAt   time.Time // when the lease was seen over for this run
+	termSent bool
+	killSent bool
 }
 
 type agent struct {
@@ -94,12 +62,18 @@ type agent struct {
 	root      string
 	stateFile string
 
+	adm *admitter
+
 	mu       sync.Mutex
 	runs     map[*admittedRun]struct{}
-	revoked  string        // non-empty: jobs must stop (resign, shutdown)
-	revokeCh chan struct{} // closed when revoked is set
-	jobsSeen map[string]bool
+	open     map[string]bool // records this agent will complete
+	revoked  string          // non-empty: jobs must stop (resign, shutdown)
+	revokeCh chan struct{}   // closed when revoked is set
 	metrics  *metrics
+
+	// life ends when the agent has stopped: record completions still
+	// retrying then give up (the next agent completes them as unknown).
+	life context.Context
 }
 
 func (a *agentCmd) Run(ctx context.Context, g *globals) error {
@@ -203,14 +177,19 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 	if err := claimMode(zc, root, "agent"); err != nil {
 		return err
 	}
+	life, endLife := context.WithCancel(context.Background())
+	defer endLife()
 	a := &agent{
 		g: g, log: log, zc: zc, root: root, stateFile: opts.StateFile,
 		runs:     map[*admittedRun]struct{}{},
+		open:     map[string]bool{},
 		revokeCh: make(chan struct{}),
-		jobsSeen: map[string]bool{},
+		life:     life,
 	}
 	a.el = newElection(zc, electionConfig{Parent: root + "/election", ID: g.Node, Version: version}, log)
+	a.adm = newAdmitter(a.el, zc, root, g.Node, log)
 	a.metrics = newMetrics(a)
+	a.adm.onGate = func(d time.Duration) { a.metrics.admission.Observe(d.Seconds()) }
 	if opts.Metrics != "" {
 		mln, err := a.metrics.serve(opts.Metrics)
 		if err != nil {
@@ -264,6 +243,7 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 		defer close(enfDone)
 		a.enforce(enfCtx)
 	}()
+	go a.completeLeftoversPerTerm(life)
 	go a.accept(ln)
 	log.Info("agent started", "cluster", g.Cluster, "node", g.Node, "socket", g.Socket, "version", version)
 	// systemd (Type=notify): ready now; without NOTIFY_SOCKET a no-op.
@@ -277,7 +257,9 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	ln.Close()
 	a.revoke("agent stopping")
-	a.waitJobsGone(maxKillGrace(a.el.Status().Timeout) + 2*time.Second)
+	a.waitJobsGone(lease.MaxKillGrace(a.el.Status().Timeout) + 2*time.Second)
+	// Records of runs that ended just now get a moment to be written.
+	a.waitRecords(2 * time.Second)
 	stopElection()
 	<-elDone
 	zc.Close()
@@ -439,7 +421,7 @@ func (a *agent) serve(c *net.UnixConn) {
 	case "resign":
 		a.resign(c, uid, req)
 	case "run":
-		a.admit(c, r, uid, pid, req)
+		a.serveRun(c, r, uid, pid, req)
 	default:
 		writeMsg(c, reply{V: protoVersion, Error: fmt.Sprintf("unknown request %q", req.Op), Code: exitUsage})
 	}
@@ -455,7 +437,7 @@ func (a *agent) stateInfo() stateInfo {
 		Cluster:   a.g.Cluster,
 		Node:      a.g.Node,
 		State:     "passive",
-		Reason:    st.Reason,
+		Reason:    st.why(),
 		Since:     jsonTime(st.Since),
 		Leader:    st.Leader,
 		SessionID: fmt.Sprintf("0x%x", s.ID),
@@ -487,7 +469,7 @@ func (a *agent) resign(c *net.UnixConn, uid int, req request) {
 	}
 	a.log.Info("resigning", "hold", hold.String(), "uid", uid)
 	a.revoke("resigning")
-	a.waitJobsGone(maxKillGrace(a.el.Status().Timeout) + 2*time.Second)
+	a.waitJobsGone(lease.MaxKillGrace(a.el.Status().Timeout) + 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	err := a.el.Resign(ctx, hold)
 	cancel()
@@ -513,14 +495,12 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 	return true
 }
 
-// admit decides one run: one Multi that checks our election node and
-// creates the run record (rule 9), then keeps the wrapper informed of the
-// lease until the job ends.
-func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req request) {
+// serveRun translates one run between the socket and the admission: the
+// request in, the decision out, then the lease's news until the wrapper
+// reports the end.
+func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req request) {
 	fail := func(err error) {
-		rep := reply{V: protoVersion, Error: err.Error(), Code: exitCodeOf(err, exitUsage)}
-		rep.Hint = strings.Join(hintsOf(err), "; ")
-		writeMsg(c, rep)
+		writeMsg(c, reply{V: protoVersion, Error: err.Error(), Code: exitCodeOf(err, exitUsage), Hints: hintsOf(err)})
 	}
 	skip := func(reason string) {
 		a.log.Info("run", "cluster", a.g.Cluster, "state", "passive", "status", "ignore", "job", req.Job, "slot", req.Slot, "reason", reason, "cmd", joinArgs(req.Argv))
@@ -531,96 +511,71 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		fail(err)
 		return
 	}
-	req.Job = job
-	if err := validSlot(req.Slot); err != nil {
-		fail(err)
-		return
-	}
 	if err := checkJobGroup(req.PGID, pid, uid); err != nil {
 		fail(err)
 		return
 	}
-	adm := admission{root: a.zc.abs(a.root), job: req.Job, slot: req.Slot, claim: req.Claim, noOverlap: req.NoOverlap, acl: a.zc.acl}
+	// One reader for the whole conversation. Before the admission nothing
+	// is expected: end of input means the wrapper went away, and a --wait
+	// for it is abandoned without claiming anything.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fromWrapper := make(chan request, 1)
+	go func() {
+		defer close(fromWrapper)
+		defer cancel()
+		var m request
+		if readMsg(r, &m) == nil && m.Op == "exit" {
+			fromWrapper <- m
+		}
+	}()
+	run := &admittedRun{pgid: req.PGID, start: time.Now()}
+	var revokeCh chan struct{}
 	wait := time.Duration(req.WaitMS) * time.Millisecond
-	st, reason := awaitTurn(context.Background(), a.el, a.zc, adm, wait, wait, func(status) bool { return true })
-	if reason != "" {
+	t, reason, err := a.adm.admit(ctx, runRequest{
+		job: job, slot: req.Slot, claim: req.Claim, noOverlap: req.NoOverlap,
+		wait: wait, limit: wait,
+		killGrace: time.Duration(req.KillGraceMS) * time.Millisecond, killGraceSet: req.KillGraceSet,
+		uid: uid, cmd: joinArgs(req.Argv), pgid: req.PGID,
+		hold: func(token int64) (func(), string) {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if a.revoked != "" {
+				return nil, a.revoked
+			}
+			run.token = token
+			a.runs[run] = struct{}{}
+			revokeCh = a.revokeCh
+			return func() { a.untrack(run) }, ""
+		},
+	})
+	switch {
+	case err != nil:
+		fail(err)
+		return
+	case reason != "":
 		skip(reason)
 		return
 	}
-	// The job's nodes are made by the node that runs it, not by every
-	// passive node that skips it.
-	if err := a.ensureJob(req.Job); err != nil {
-		fail(fmt.Errorf("admission: %w", err))
-		return
-	}
-	grace, err := killGrace(st.Timeout, time.Duration(req.KillGraceMS)*time.Millisecond, req.KillGraceSet)
-	if err != nil {
-		fail(err)
-		return
-	}
-	adm.rec = runRecord{Job: req.Job, Node: a.g.Node, Slot: req.Slot, Start: jsonTime(time.Now()), Token: st.Token, UID: uid, User: userName(uid)}
-	run := &admittedRun{adm: adm, pgid: req.PGID, grace: grace, start: time.Now()}
-
-	// Tracked before the admission, so that a lease that ends at any point
-	// from here on reaches the job's process group.
 	a.mu.Lock()
-	if a.revoked != "" {
-		a.mu.Unlock()
-		skip(a.revoked)
-		return
-	}
-	a.runs[run] = struct{}{}
-	revokeCh := a.revokeCh
+	run.t = t
+	a.open[t.record] = true
 	a.mu.Unlock()
+	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", "start", "job", t.adm.job, "slot", t.adm.slot, "token", t.token, "record", t.record, "cmd", joinArgs(req.Argv))
 
-	t0 := time.Now()
-	ast, res, err := a.el.admit(adm.ops()...)
-	a.metrics.admission.Observe(time.Since(t0).Seconds())
-	record, reason, err := adm.outcome(res, err)
-	if err != nil || reason != "" {
-		a.untrack(run)
-		if err != nil {
-			fail(err)
-		} else {
-			skip(reason)
-		}
-		return
-	}
-	run.record = record
-	if !a.el.Status().active(time.Now()) {
-		// Admitted, but the reply came after the lease ran out: the job
-		// must not start. Give the claim back so another node can run the
-		// slot.
-		a.untrack(run)
-		if err := unclaim(a.zc.snapshot().Conn, adm, record); err != nil {
-			a.log.Warn("admitted after the lease ended; the record could not be removed", "record", record, "err", err)
-		}
-		skip(skipPassive)
-		return
-	}
-	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", "start", "job", run.adm.job, "slot", run.adm.slot, "token", ast.Token, "record", run.record, "cmd", joinArgs(req.Argv))
-
-	feed := a.el.subscribe()
-	defer a.el.unsubscribe(feed)
-	last := ast.Deadline
-	if err := writeMsg(c, reply{V: protoVersion, Admitted: true, Token: ast.Token, Job: run.adm.job, Slot: run.adm.slot,
-		Node: a.g.Node, Cluster: a.g.Cluster, Run: run.record, KillGraceMS: grace.Milliseconds(), DeadlineMono: monoDeadline(last)}); err != nil {
+	news := make(chan leaseNews, 16)
+	done := make(chan struct{})
+	defer close(done)
+	go followLease(a.el, t, news, done)
+	if err := writeMsg(c, reply{V: protoVersion, Admitted: true, Token: t.token, Job: t.adm.job, Slot: t.adm.slot,
+		Node: a.g.Node, Cluster: a.g.Cluster, Run: t.record, KillGraceMS: t.grace.Milliseconds(), DeadlineMono: monoDeadline(t.deadline)}); err != nil {
 		a.wrapperGone(run)
 		return
 	}
-
-	exitCh := make(chan request, 1)
-	go func() {
-		defer close(exitCh)
-		var m request
-		if readMsg(r, &m) == nil && m.Op == "exit" {
-			exitCh <- m
-		}
-	}()
 	lost := false
 	for {
 		select {
-		case m, ok := <-exitCh:
+		case m, ok := <-fromWrapper:
 			if !ok {
 				a.wrapperGone(run)
 				return
@@ -636,16 +591,18 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 				lost = true
 				writeMsg(c, reply{V: protoVersion, Lost: "the agent is stepping down"})
 			}
-		case <-feed.C():
-			for _, st := range feed.next() {
-				if lost {
-					break
-				}
-				if m, news := leaseNews(st, ast.Token, last); news {
-					lost, last = m.Lost != "", st.Deadline
-					m.V = protoVersion
-					writeMsg(c, m)
-				}
+		case n := <-news:
+			if lost {
+				continue
+			}
+			switch n.kind {
+			case newsLost:
+				lost = true
+				writeMsg(c, reply{V: protoVersion, Lost: n.why})
+			default:
+				// A disconnect changes nothing for the wrapper: the
+				// deadline it has stands until a renewal moves it.
+				writeMsg(c, reply{V: protoVersion, DeadlineMono: monoDeadline(n.deadline)})
 			}
 		}
 	}
@@ -683,23 +640,6 @@ func checkJobGroup(pgid, peerPID, peerUID int) error {
 	return nil
 }
 
-// ensureJob creates the job's runs parent once per agent lifetime.
-func (a *agent) ensureJob(job string) error {
-	a.mu.Lock()
-	seen := a.jobsSeen[job]
-	a.mu.Unlock()
-	if seen {
-		return nil
-	}
-	if err := a.zc.ensurePath(a.zc.snapshot().Conn, jobPath(a.root, job)+"/runs"); err != nil {
-		return err
-	}
-	a.mu.Lock()
-	a.jobsSeen[job] = true
-	a.mu.Unlock()
-	return nil
-}
-
 func (a *agent) untrack(run *admittedRun) {
 	a.mu.Lock()
 	delete(a.runs, run)
@@ -711,32 +651,95 @@ func (a *agent) wrapperGone(run *admittedRun) {
 	a.mu.Lock()
 	run.wrapperGone = true
 	a.mu.Unlock()
-	a.log.Warn("the wrapper of a running job is gone; the agent keeps its process group inside the lease", "job", run.adm.job, "pgid", run.pgid)
+	a.log.Warn("the wrapper of a running job is gone; the agent keeps its process group inside the lease", "pgid", run.pgid)
 }
 
 // finish records the end of a run and prunes the job's history. The
-// process group stays tracked until it is empty: background children of a
-// job live under the same lease.
+// record is completed whatever ZooKeeper does meanwhile: retried until it
+// is written or the agent has stopped. The process group stays tracked
+// until it is empty: background children of a job live under the same
+// lease.
 func (a *agent) finish(run *admittedRun, code *int, result string) {
 	a.mu.Lock()
 	run.reported = true
+	t := run.t
 	a.mu.Unlock()
-	conn := a.zc.snapshot().Conn
-	if err := finishRecord(conn, run.adm, run.record, code, result); err != nil {
-		a.log.Warn("run record", "record", run.record, "err", err)
+	if err := finishRun(a.life, a.zc, t, code, result); err != nil {
+		a.log.Warn("run record", "record", t.record, "err", err)
+	} else {
+		a.mu.Lock()
+		delete(a.open, t.record)
+		a.mu.Unlock()
 	}
 	status := "ok"
 	if result != resultOK {
 		status = "fail"
 	}
-	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", status, "job", run.adm.job, "slot", run.adm.slot, "result", result, "token", run.adm.rec.Token)
-	a.metrics.runs.WithLabelValues(run.adm.job, result).Inc()
-	a.metrics.runDuration.WithLabelValues(run.adm.job).Observe(time.Since(run.start).Seconds())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", status, "job", t.adm.job, "slot", t.adm.slot, "result", result, "token", t.token)
+	a.metrics.runs.WithLabelValues(t.adm.job, result).Inc()
+	a.metrics.runDuration.WithLabelValues(t.adm.job).Observe(time.Since(run.start).Seconds())
+	ctx, cancel := context.WithTimeout(a.life, time.Minute)
 	defer cancel()
-	if err := pruneRuns(ctx, conn, run.adm.runsPath(), a.g.History); err != nil {
-		a.log.Warn("pruning run records", "job", run.adm.job, "err", err)
+	if err := pruneRuns(ctx, a.zc.snapshot().Conn, t.adm.runsPath(), a.g.History); err != nil {
+		a.log.Warn("pruning run records", "job", t.adm.job, "err", err)
 	}
+}
+
+// waitRecords waits, up to limit, for the records still being completed.
+func (a *agent) waitRecords(limit time.Duration) {
+	waitUntil(limit, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.open) == 0
+	})
+}
+
+// completeLeftoversPerTerm completes, at start and on every new session,
+// the records this node left without an end whose process group is gone:
+// runs of an earlier agent, or of this one whose end could not be written.
+func (a *agent) completeLeftoversPerTerm(ctx context.Context) {
+	feed := a.el.subscribe()
+	defer a.el.unsubscribe(feed)
+	var done int64
+	for {
+		if s := a.zc.snapshot(); s.Usable() && s.ID != done {
+			if a.completeLeftovers(ctx, s.Conn) == nil {
+				done = s.ID
+			}
+		}
+		select {
+		case <-feed.C():
+			feed.next()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (a *agent) completeLeftovers(ctx context.Context, conn *zk.Conn) error {
+	jobs, _, err := conn.Children(a.zc.abs(a.root + "/jobs"))
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, job := range jobs {
+		runs := a.zc.abs(jobPath(a.root, job) + "/runs")
+		n, err := completeLeftovers(ctx, conn, runs, func(name string, r runRecord) bool {
+			a.mu.Lock()
+			mine := a.open[runs+"/"+name]
+			a.mu.Unlock()
+			return r.Node == a.g.Node && !mine && groupGone(r.PGID)
+		})
+		if n > 0 {
+			a.log.Warn("completed run records left without an end as unknown", "job", job, "records", n)
+		}
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return err
+		}
+	}
+	return nil
 }
 
 // enforceTick is how often the agent checks its jobs against the lease.
@@ -772,22 +775,22 @@ func (a *agent) enforce(ctx context.Context) {
 			runs = append(runs, r)
 		}
 		a.mu.Unlock()
-		active := st.active(now) && !revoked
 		for _, r := range runs {
-			a.enforceRun(r, now, active, st)
+			a.enforceRun(r, now, st, revoked)
 		}
 	}
 }
 
-func (a *agent) enforceRun(r *admittedRun, now time.Time, active bool, st status) {
+// enforceRun keeps one run inside its lease. The lease it holds is over
+// when the token changed, leadership was lost, the deadline passed (a
+// disconnect alone ends nothing), or the agent steps down.
+func (a *agent) enforceRun(r *admittedRun, now time.Time, st standing, revoked bool) {
 	a.mu.Lock()
-	gone, reported := r.wrapperGone, r.reported
+	gone, reported, t := r.wrapperGone, r.reported, r.t
 	a.mu.Unlock()
-	// EPERM still means someone is in the group.
-	alive := !errors.Is(syscall.Kill(-r.pgid, 0), syscall.ESRCH)
-	if !alive {
+	if groupGone(r.pgid) {
 		if gone || reported {
-			if !reported {
+			if !reported && t != nil {
 				result := resultKilled
 				if r.termSent || r.killSent {
 					result = resultLost
@@ -799,27 +802,33 @@ func (a *agent) enforceRun(r *admittedRun, now time.Time, active bool, st status
 		}
 		return
 	}
-	if active && r.adm.rec.Token == st.Token {
+	if !revoked && st.holds(r.token, now) {
+		// Within a lease: a later lease end gets the whole grace again.
+		r.stopAt, r.termSent, r.killSent = time.Time{}, false, false
 		return
 	}
 	if r.stopAt.IsZero() {
 		r.stopAt = now
 	}
+	var grace time.Duration // none before the admission is written
+	if t != nil {
+		grace = t.grace
+	}
 	if gone || reported {
 		if !r.termSent {
 			r.termSent = true
-			a.log.Warn("lease over: terminating a job whose wrapper is gone", "job", r.adm.job, "pgid", r.pgid)
+			a.log.Warn("lease over: terminating a job whose wrapper is gone", "pgid", r.pgid)
 			syscall.Kill(-r.pgid, syscall.SIGTERM)
 		}
-		if !r.killSent && now.Sub(r.stopAt) >= r.grace {
+		if !r.killSent && now.Sub(r.stopAt) >= grace {
 			r.killSent = true
 			syscall.Kill(-r.pgid, syscall.SIGKILL)
 		}
 		return
 	}
-	if !r.killSent && now.Sub(r.stopAt) >= r.grace+killMargin(st.Timeout)/2 {
+	if !r.killSent && now.Sub(r.stopAt) >= grace+lease.KillMargin(st.Timeout)/2 {
 		r.killSent = true
-		a.log.Warn("lease over and the job still runs after its grace: SIGKILL", "job", r.adm.job, "pgid", r.pgid)
+		a.log.Warn("lease over and the job still runs after its grace: SIGKILL", "pgid", r.pgid)
 		syscall.Kill(-r.pgid, syscall.SIGKILL)
 	}
 }

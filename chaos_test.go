@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hacron/internal/lease"
 )
 
 var (
@@ -378,7 +380,7 @@ func checkLedger(t *testing.T, path string, start time.Time, faults []faultEvent
 
 	// Overlaps between nodes (runs with a known end), unless a pause of the
 	// earlier run's node longer than the lease margin explains them.
-	margin := chaosTimeout - time.Duration(float64(chaosTimeout)*leaseFraction) - 500*time.Millisecond - killMargin(chaosTimeout)
+	margin := chaosTimeout - lease.Length(chaosTimeout) - 500*time.Millisecond - lease.KillMargin(chaosTimeout)
 	var overlaps, explained []string
 	for i, a := range all {
 		for _, b := range all[i+1:] {

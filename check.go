@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"hacron/internal/lease"
 )
 
 type checkCmd struct{}
@@ -80,13 +82,13 @@ func runCheck(ctx context.Context, g *globals, w io.Writer) (problems int) {
 	} else {
 		ok("session timeout T = %v granted", T)
 	}
-	lease := time.Duration(float64(T) * leaseFraction)
-	limit := maxKillGrace(T)
-	ok("lease T/2 = %v, renewed every T/%d = %v; a crashed node's successor is active within T + 1 s = %v", lease, renewDivisor, T/renewDivisor, T+time.Second)
+	length := lease.Length(T)
+	limit := lease.MaxKillGrace(T)
+	ok("lease T/2 = %v, renewed every T/%d = %v; a crashed node's successor is active within T + 1 s = %v", length, lease.RenewDivisor, lease.RenewEvery(T), T+time.Second)
 	if limit <= 0 {
-		bad("kill grace: T = %v leaves no time to end jobs (T - T/2 - margin %v <= 0): raise --session-timeout", T, killMargin(T))
+		bad("kill grace: T = %v leaves no time to end jobs (T - T/2 - margin %v <= 0): raise --session-timeout", T, lease.KillMargin(T))
 	} else {
-		ok("kill grace at most T - T/2 - margin = %v - %v - %v = %v; the default (5s) becomes %v", T, lease, killMargin(T), limit, min(defaultKillGrace, limit))
+		ok("kill grace at most T - T/2 - margin = %v - %v - %v = %v; the default (5s) becomes %v", T, length, lease.KillMargin(T), limit, min(lease.DefaultKillGrace, limit))
 	}
 
 	doc, err := readStatus(zc, g.Cluster)
@@ -139,7 +141,7 @@ func foreignChildren(zc *zkClient, g *globals) []string {
 	}
 	var out []string
 	for _, k := range kids {
-		if !candidateName.MatchString(k) {
+		if _, ok := parseCandidate(k); !ok {
 			out = append(out, k)
 		}
 	}

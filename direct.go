@@ -37,14 +37,13 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 		return fail(err)
 	}
 	conn := zc.snapshot().Conn
-	adm := admission{root: zc.abs(root), job: job, slot: slot, claim: true, noOverlap: r.NoOverlap, acl: zc.acl}
 	for _, p := range []string{jobPath(root, job) + "/runs", jobPath(root, job) + "/lock"} {
 		if err := zc.ensurePath(conn, p); err != nil {
 			return fail(fmt.Errorf("admission: %w", err))
 		}
 	}
 	// A slot someone already ran is skipped without joining anything.
-	if taken, _, err := adm.slotTaken(conn); err == nil && taken {
+	if taken, _, err := conn.Exists(zc.abs(jobPath(root, job) + "/runs/" + slot)); err == nil && taken {
 		zc.Close()
 		return nil, skipSlot, nil
 	}
@@ -63,79 +62,68 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 		<-elDone
 		zc.Close()
 	}
+	adm := newAdmitter(el, zc, root, g.Node, log)
+	adm.made[job] = true
 	// Try once (the default) still waits for the election to place this
 	// run, at most one session timeout.
-	st, skip := awaitTurn(ctx, el, zc, adm, r.Wait, max(r.Wait, zc.cfg.SessionTimeout), func(st status) bool { return st.Ahead > 0 })
-	if skip != "" {
-		release()
-		return nil, skip, nil
-	}
-	grace, err := killGrace(st.Timeout, durationOr(r.KillGrace), r.KillGrace != nil)
-	if err != nil {
-		release()
-		return nil, "", err
-	}
-	adm.rec = runRecord{Job: job, Node: g.Node, Slot: slot, Start: jsonTime(time.Now()), Token: st.Token, UID: os.Getuid(), User: userName(os.Getuid())}
-	ast, res, err := el.admit(adm.ops()...)
-	record, skip, err := adm.outcome(res, err)
+	t, skip, err := adm.admit(ctx, runRequest{
+		job: job, slot: slot, claim: true, noOverlap: r.NoOverlap,
+		wait: r.Wait, limit: max(r.Wait, zc.cfg.SessionTimeout),
+		settled:   func(st standing) bool { return st.Ahead > 0 },
+		killGrace: durationOr(r.KillGrace), killGraceSet: r.KillGrace != nil,
+		uid: os.Getuid(), cmd: joinArgs(r.Command), pgid: pgid,
+	})
 	if err != nil || skip != "" {
 		release()
 		return nil, skip, err
 	}
-
 	watchdog, err := startWatchdog(pgid)
 	if err != nil {
-		unclaim(zc.snapshot().Conn, adm, record)
+		unclaim(zc.snapshot().Conn, t.adm, t.record)
 		release()
 		return nil, "", err
 	}
-
-	// The election's renewals and losses, in the agent's words, for the
-	// supervisor.
-	updates := make(chan reply, 16)
-	feed := el.subscribe()
-	watchDone := make(chan struct{})
+	// Holding the job's lock means every earlier run of the job is over:
+	// one whose wrapper was killed left its record without an end.
+	leftovers := make(chan struct{})
 	go func() {
-		defer el.unsubscribe(feed)
-		var last time.Time
-		for {
-			select {
-			case <-feed.C():
-			case <-watchDone:
-				return
-			}
-			for _, s := range feed.next() {
-				m, news := leaseNews(s, ast.Token, last)
-				if !news {
-					continue
-				}
-				last = s.Deadline
-				select {
-				case updates <- m:
-				default: // the supervisor is behind; a later one follows
-				}
-				if m.Lost != "" {
-					return
-				}
-			}
+		defer close(leftovers)
+		lctx, cancel := context.WithTimeout(context.Background(), zc.cfg.SessionTimeout)
+		defer cancel()
+		n, err := completeLeftovers(lctx, zc.snapshot().Conn, t.adm.runsPath(), func(name string, _ runRecord) bool {
+			return t.adm.runsPath()+"/"+name != t.record
+		})
+		if n > 0 {
+			log.Warn("completed run records of earlier runs left without an end as unknown", "job", job, "records", n)
+		}
+		if err != nil {
+			log.Debug("completing earlier run records", "job", job, "err", err)
 		}
 	}()
+	news := make(chan leaseNews, 16)
+	done := make(chan struct{})
+	go followLease(el, t, news, done)
 	return &grant{
-		cluster: g.Cluster, node: g.Node, job: job, slot: slot, token: ast.Token,
-		grace: grace, deadline: ast.Deadline, updates: updates,
+		cluster: g.Cluster, node: g.Node, job: job, slot: slot, token: t.token,
+		grace: t.grace, deadline: t.deadline, news: news,
 		report: func(code int, result string) {
 			io.WriteString(watchdog, "done\n")
 			watchdog.Close()
-			close(watchDone)
-			c := zc.snapshot().Conn
-			if err := finishRecord(c, adm, record, &code, result); err != nil {
-				log.Warn("run record", "record", record, "err", err)
+			close(done)
+			// The lock is held until the record is complete, or the
+			// session is surely gone (2T): then the next run of the job
+			// completes it as unknown.
+			fctx, cancel := context.WithTimeout(context.Background(), 2*zc.cfg.SessionTimeout)
+			if err := finishRun(fctx, zc, t, &code, result); err != nil {
+				log.Warn("run record", "record", t.record, "err", err)
 			}
+			cancel()
 			pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := pruneRuns(pctx, c, adm.runsPath(), g.History); err != nil {
+			if err := pruneRuns(pctx, zc.snapshot().Conn, t.adm.runsPath(), g.History); err != nil {
 				log.Warn("pruning run records", "job", job, "err", err)
 			}
 			cancel()
+			<-leftovers
 			release()
 		},
 	}, "", nil

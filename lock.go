@@ -1,10 +1,11 @@
 package main
 
-// The election and the lease: ../shared/design/zookeeper.md, rules 1-8 and
-// 11. An ephemeral znode is a lease, not a lock: the client never learns the
-// moment the server expires its session. So leadership here is two things at
-// once: holding the lowest election node of our own session, and a local
-// lease that only a quorum write can extend. Jobs live under the lease.
+// The election: docs/zookeeper-rules.md, rules 1-6 and 11; the lease it
+// drives (rule 7) is internal/lease. An ephemeral znode is a lease, not a
+// lock: the client never learns the moment the server expires its session.
+// So leadership here is two things at once: holding the lowest election
+// node of our own session, and a local lease that only a quorum write can
+// extend. Jobs live under the lease.
 //
 // go-zk's Lock is not used: it never reports loss, leaves orphans after an
 // error, and does not check that a node belongs to the current session.
@@ -19,30 +20,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"hacron/internal/lease"
 )
-
-// leaseFraction is f: a renewal write sent at s proves the session alive
-// until s+T at the earliest, and the lease ends at s+f*T. The rest of T is
-// for killing jobs (the kill grace k must satisfy f*T + k < T) and for the
-// two clocks running at slightly different rates.
-const leaseFraction = 0.5
-
-// renewDivisor: the lease is renewed every T/5, so two renewals in a row
-// can be lost before the lease (T/2) lapses.
-const renewDivisor = 5
-
-// maxInflightRenewals bounds renewals waiting on a dead link; more would
-// only queue behind them in go-zk.
-const maxInflightRenewals = 2
 
 // maxMemberData bounds how much of a foreign node's data is parsed.
 const maxMemberData = 4096
@@ -73,10 +60,64 @@ func (s roleState) String() string {
 	return "unknown"
 }
 
-// status is one snapshot of the candidate.
-type status struct {
+// reason says why the election is in its state. The log prints its text,
+// the metrics its code: rewording a message never moves a metric.
+type reason uint8
+
+const (
+	reasonStarting reason = iota
+	reasonNoSession
+	reasonQueued
+	reasonProving
+	reasonRenewed
+	reasonDisconnected
+	reasonLapsed
+	reasonSessionExpired
+	reasonNodeGone
+	reasonOtherSession
+	reasonResigned
+	reasonReleased
+	reasonStopped
+	reasonError
+)
+
+var reasons = [...]struct{ text, code string }{
+	reasonStarting:       {"starting", "starting"},
+	reasonNoSession:      {"waiting for a ZooKeeper session", "no_session"},
+	reasonQueued:         {"waiting behind another candidate", "queued"},
+	reasonProving:        {"lowest node, proving the lease", "lowest"},
+	reasonRenewed:        {"holding the lowest node, lease renewed", "renewed"},
+	reasonDisconnected:   {"disconnected from ZooKeeper", "disconnected"},
+	reasonLapsed:         {"lease expired: no quorum write succeeded in time", "lease_expired"},
+	reasonSessionExpired: {"ZooKeeper session expired", "session_expired"},
+	reasonNodeGone:       {"our election node is gone", "node_gone"},
+	reasonOtherSession:   {"our election node belongs to another session", "other_session"},
+	reasonResigned:       {"resigned", "resigned"},
+	reasonReleased:       {"released", "released"},
+	reasonStopped:        {"stopped", "stopped"},
+	reasonError:          {"election error", "error"},
+}
+
+func (r reason) String() string {
+	if int(r) < len(reasons) {
+		return reasons[r].text
+	}
+	return "unknown"
+}
+
+// code is the metric label: few values, never a node name.
+func (r reason) code() string {
+	if int(r) < len(reasons) {
+		return reasons[r].code
+	}
+	return "other"
+}
+
+// standing is one snapshot of the candidate.
+type standing struct {
 	State     roleState
-	Reason    string
+	Reason    reason
+	Detail    string        // what the reason refers to: a node id, an error
 	Since     time.Time     // when State last changed
 	Node      string        // our election znode, absolute path; "" when not joined
 	Token     int64         // czxid of Node while it is the lowest: the fencing token
@@ -87,11 +128,26 @@ type status struct {
 	Ahead     int           // candidates queued ahead of us (0 when leading or not joined)
 }
 
+// why is the reason as people read it.
+func (s standing) why() string {
+	if s.Detail == "" {
+		return s.Reason.String()
+	}
+	return s.Reason.String() + " (" + s.Detail + ")"
+}
+
 // active is hacron's definition: the lowest node of our session and a lease
 // valid now. A process resumed after a pause past its lease is not active
-// until it has renewed.
-func (s status) active(now time.Time) bool {
+// until it has renewed. Only an active node admits runs.
+func (s standing) active(now time.Time) bool {
 	return s.State == stateActive && now.Before(s.Deadline)
+}
+
+// holds says whether a run admitted under token may go on at now: the same
+// token, and within the lease. A disconnect (suspended) stops admissions,
+// not runs: they end at the deadline unless a renewal moves it.
+func (s standing) holds(token int64, now time.Time) bool {
+	return (s.State == stateActive || s.State == stateSuspended) && s.Token == token && now.Before(s.Deadline)
 }
 
 // memberInfo is the data of an election node.
@@ -100,6 +156,20 @@ type memberInfo struct {
 	PID     int    `json:"pid"`
 	Version string `json:"version"`
 	Since   string `json:"since"`
+}
+
+// readMember reads a candidate's node data; hostile or foreign data is an
+// error, never a crash.
+func readMember(conn *zk.Conn, path string) (memberInfo, *zk.Stat, error) {
+	var m memberInfo
+	data, st, err := conn.Get(path)
+	if err != nil {
+		return m, nil, err
+	}
+	if len(data) > maxMemberData {
+		return m, st, errors.New("member data too large")
+	}
+	return m, st, json.Unmarshal(data, &m)
 }
 
 // jsonTime formats times the way every hacron JSON document does: RFC 3339,
@@ -122,11 +192,14 @@ type election struct {
 	parent string // absolute
 
 	mu    sync.Mutex
-	st    status
-	feeds map[*statusFeed]struct{}
+	st    standing
+	feeds map[*standingFeed]struct{}
 
 	resignCh chan time.Duration
-	goneCh   chan int64 // admission found our node gone (the session id it saw)
+	// goneCh carries the path of an election node that an admission found
+	// gone. Keyed by path: a notice about an earlier term's node must
+	// never end a later term.
+	goneCh chan string
 
 	// guids of creates whose outcome was never learned: any node with one of
 	// them is an orphan of ours and is deleted before the next join.
@@ -136,7 +209,7 @@ type election struct {
 	syncs   atomic.Int64 // Syncs issued after a new session (rule 4)
 
 	// beforeCreate runs just before the election node is created; tests use
-	// it to lose the create's reply.
+	// it to lose the create's reply or to change the session under it.
 	beforeCreate func()
 }
 
@@ -146,23 +219,23 @@ func newElection(zc *zkClient, cfg electionConfig, log *slog.Logger) *election {
 		cfg:      cfg,
 		log:      log,
 		parent:   zc.abs(cfg.Parent),
-		st:       status{State: statePassive, Reason: "starting", Since: time.Now()},
-		feeds:    map[*statusFeed]struct{}{},
+		st:       standing{State: statePassive, Reason: reasonStarting, Since: time.Now()},
+		feeds:    map[*standingFeed]struct{}{},
 		resignCh: make(chan time.Duration),
-		goneCh:   make(chan int64, 1),
+		goneCh:   make(chan string, 1),
 	}
 }
 
-// statusFeed delivers every state change in order. Consecutive snapshots
+// standingFeed delivers every state change in order. Consecutive snapshots
 // with the same State are merged, so a slow reader sees every transition
 // but not every renewal.
-type statusFeed struct {
+type standingFeed struct {
 	mu sync.Mutex
-	q  []status
+	q  []standing
 	c  chan struct{}
 }
 
-func (f *statusFeed) push(s status) {
+func (f *standingFeed) push(s standing) {
 	f.mu.Lock()
 	if n := len(f.q); n > 0 && f.q[n-1].State == s.State {
 		f.q[n-1] = s
@@ -177,10 +250,10 @@ func (f *statusFeed) push(s status) {
 }
 
 // C signals that next has something.
-func (f *statusFeed) C() <-chan struct{} { return f.c }
+func (f *standingFeed) C() <-chan struct{} { return f.c }
 
 // next returns the snapshots queued since the last call.
-func (f *statusFeed) next() []status {
+func (f *standingFeed) next() []standing {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	q := f.q
@@ -188,9 +261,9 @@ func (f *statusFeed) next() []status {
 	return q
 }
 
-// subscribe returns a feed that starts with the current status.
-func (e *election) subscribe() *statusFeed {
-	f := &statusFeed{c: make(chan struct{}, 1)}
+// subscribe returns a feed that starts with the current standing.
+func (e *election) subscribe() *standingFeed {
+	f := &standingFeed{c: make(chan struct{}, 1)}
 	e.mu.Lock()
 	e.feeds[f] = struct{}{}
 	f.push(e.st)
@@ -198,21 +271,21 @@ func (e *election) subscribe() *statusFeed {
 	return f
 }
 
-func (e *election) unsubscribe(f *statusFeed) {
+func (e *election) unsubscribe(f *standingFeed) {
 	e.mu.Lock()
 	delete(e.feeds, f)
 	e.mu.Unlock()
 }
 
 // Status returns the current snapshot.
-func (e *election) Status() status {
+func (e *election) Status() standing {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.st
 }
 
-// update changes the status and tells the feeds.
-func (e *election) update(f func(*status)) {
+// update changes the standing and tells the feeds.
+func (e *election) update(f func(*standing)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.st
@@ -223,18 +296,18 @@ func (e *election) update(f func(*status)) {
 	if e.st == old {
 		return
 	}
-	if e.st.State != old.State || e.st.Reason != old.Reason {
+	if e.st.State != old.State || e.st.Reason != old.Reason || e.st.Detail != old.Detail {
 		e.log.Info("election state", "state", e.st.State.String(), "from", old.State.String(),
-			"reason", e.st.Reason, "token", e.st.Token, "node", e.st.Node)
+			"reason", e.st.why(), "token", e.st.Token, "leader", e.st.Leader)
 	}
 	for f := range e.feeds {
 		f.push(e.st)
 	}
 }
 
-func (e *election) setState(s roleState, reason string) {
-	e.update(func(st *status) {
-		st.State, st.Reason = s, reason
+func (e *election) setState(s roleState, r reason, detail string) {
+	e.update(func(st *standing) {
+		st.State, st.Reason, st.Detail = s, r, detail
 		if s != stateActive && s != stateSuspended {
 			st.Token, st.Deadline = 0, time.Time{}
 		}
@@ -259,10 +332,10 @@ var (
 	errLeadership     = errors.New("leadership lost during admission")
 )
 
-// admit runs one linearizable write that only the current holder can pass:
+// gate runs one linearizable write that only the current holder can pass:
 // Multi(CheckVersion(our node), ops...) (rule 9). Paths in ops are absolute.
-// It returns the status the admission was made under (token, deadline).
-func (e *election) admit(ops ...any) (status, []zk.MultiResponse, error) {
+// It returns the standing the write was made under (token, deadline).
+func (e *election) gate(ops ...any) (standing, []zk.MultiResponse, error) {
 	st := e.Status()
 	if !st.active(time.Now()) {
 		return st, nil, errNotActive
@@ -282,7 +355,7 @@ func (e *election) admit(ops ...any) (status, []zk.MultiResponse, error) {
 	if len(res) > 0 && res[0].Error != nil {
 		if errors.Is(res[0].Error, zk.ErrNoNode) {
 			select {
-			case e.goneCh <- st.SessionID:
+			case e.goneCh <- st.Node:
 			default:
 			}
 		}
@@ -297,7 +370,7 @@ func (e *election) admit(ops ...any) (status, []zk.MultiResponse, error) {
 // Run campaigns until ctx ends, then releases (rule 11) and returns. The
 // caller closes the connection afterwards, which ends the session.
 func (e *election) Run(ctx context.Context) error {
-	defer e.setState(stateStopped, "stopped")
+	defer e.setState(stateStopped, reasonStopped, "")
 	pause := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		end, err := e.term(ctx)
@@ -306,7 +379,7 @@ func (e *election) Run(ctx context.Context) error {
 			return nil
 		case err != nil:
 			e.log.Warn("election", "err", err)
-			e.setState(statePassive, err.Error())
+			e.setState(statePassive, reasonError, err.Error())
 			if !sleepCtx(ctx, pause) {
 				return nil
 			}
@@ -320,7 +393,7 @@ func (e *election) Run(ctx context.Context) error {
 			}
 		}
 		if end.hold > 0 {
-			e.setState(statePassive, fmt.Sprintf("resigned, out of the election for %v", end.hold))
+			e.setState(statePassive, reasonResigned, fmt.Sprintf("out of the election for %v", end.hold))
 			if !sleepCtx(ctx, end.hold) {
 				return nil
 			}
@@ -359,14 +432,14 @@ var errSessionLost = errors.New("ZooKeeper session lost")
 // term joins, waits for its turn, leads, and ends.
 func (e *election) term(ctx context.Context) (termEnd, error) {
 	if s := e.zc.snapshot(); !s.Usable() {
-		e.setState(statePassive, "waiting for a ZooKeeper session")
+		e.setState(statePassive, reasonNoSession, "")
 	}
 	sess, err := e.zc.waitUsable(ctx)
 	if err != nil {
 		return termEnd{}, err
 	}
 	t := &term{e: e, sess: sess}
-	e.update(func(st *status) {
+	e.update(func(st *standing) {
 		st.SessionID, st.Timeout, st.Node = sess.ID, sess.Timeout, ""
 	})
 	if err := e.zc.ensurePath(sess.Conn, e.cfg.Parent); err != nil {
@@ -379,18 +452,16 @@ func (e *election) term(ctx context.Context) (termEnd, error) {
 		return termEnd{}, t.classify(err)
 	}
 	e.syncs.Add(1)
-	if err := t.cleanOrphans(ctx); err != nil {
+	// Nodes of ours from earlier attempts would queue us behind ourselves.
+	if _, err := t.sweep(ctx, false); err != nil {
 		return termEnd{reopen: true}, nil
 	}
 	if err := t.create(ctx); err != nil {
-		if errors.Is(err, errSessionLost) {
-			return termEnd{}, nil
-		}
-		if ctx.Err() != nil {
+		if errors.Is(err, errSessionLost) || ctx.Err() != nil {
 			return termEnd{}, nil
 		}
 		// Rule 2: after any error past the create, our node must not stay.
-		if t.cleanOrphans(ctx) != nil {
+		if _, serr := t.sweep(ctx, false); serr != nil {
 			return termEnd{reopen: true}, nil
 		}
 		return termEnd{}, err
@@ -411,9 +482,6 @@ func (e *election) term(ctx context.Context) (termEnd, error) {
 	return end, nil
 }
 
-// callTimeout bounds one ZooKeeper call; go-zk has none of its own.
-func (t *term) callTimeout() time.Duration { return t.sess.Timeout }
-
 // call runs a go-zk call that cannot be cancelled, giving up after the
 // session timeout or when ctx ends. An abandoned call's outcome is unknown.
 func call[T any](ctx context.Context, t *term, f func() (T, error)) (T, error) {
@@ -426,7 +494,7 @@ func call[T any](ctx context.Context, t *term, f func() (T, error)) (T, error) {
 		v, err := f()
 		ch <- result{v, err}
 	}()
-	timer := time.NewTimer(t.callTimeout())
+	timer := time.NewTimer(t.sess.Timeout)
 	defer timer.Stop()
 	select {
 	case r := <-ch:
@@ -438,6 +506,48 @@ func call[T any](ctx context.Context, t *term, f func() (T, error)) (T, error) {
 		var zero T
 		return zero, ctx.Err()
 	}
+}
+
+type existsW struct {
+	ok   bool
+	stat *zk.Stat
+	ch   <-chan zk.Event
+}
+
+// existsW sets a watch on path within this term's session.
+func (t *term) existsW(ctx context.Context, path string) (existsW, error) {
+	return call(ctx, t, func() (existsW, error) {
+		ok, st, ch, err := t.sess.Conn.ExistsW(path)
+		return existsW{ok, st, ch}, err
+	})
+}
+
+// exists reads a node's stat within this term's session.
+func (t *term) exists(ctx context.Context, path string) (bool, *zk.Stat, error) {
+	w, err := call(ctx, t, func() (existsW, error) {
+		ok, st, err := t.sess.Conn.Exists(path)
+		return existsW{ok: ok, stat: st}, err
+	})
+	return w.ok, w.stat, err
+}
+
+// children lists the election's candidates.
+func (t *term) children(ctx context.Context) ([]string, error) {
+	return call(ctx, t, func() ([]string, error) {
+		c, _, err := t.sess.Conn.Children(t.e.parent)
+		return c, err
+	})
+}
+
+// remove deletes a node; already gone is fine.
+func (t *term) remove(ctx context.Context, path string) error {
+	_, err := call(ctx, t, func() (struct{}, error) {
+		return struct{}{}, t.sess.Conn.Delete(path, -1)
+	})
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	return err
 }
 
 // classify maps go-zk errors that mean "this session is over".
@@ -467,6 +577,11 @@ func (t *term) sameSession(ctx context.Context) error {
 	return nil
 }
 
+// sessionGone says whether s is no longer this term's session.
+func (t *term) sessionGone(s session) bool {
+	return s.Conn != t.sess.Conn || s.State == zk.StateExpired || (s.ID != 0 && s.ID != t.sess.ID)
+}
+
 func newGUID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -475,13 +590,35 @@ func newGUID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// candidateName is hacron's protected node name: _c_<guid>-n_<10 digits>.
-var candidateName = regexp.MustCompile(`^_c_([0-9a-f]{32})-n_([0-9]{10})$`)
-
 type candidate struct {
 	name string
 	guid string
 	seq  int64
+}
+
+// parseCandidate recognises hacron's protected node name,
+// _c_<32 hex guid>-n_<10 digits>; anything else is not a candidate.
+func parseCandidate(name string) (candidate, bool) {
+	const prefix, infix = "_c_", "-n_"
+	if len(name) != len(prefix)+32+len(infix)+10 || name[:3] != prefix || name[35:38] != infix {
+		return candidate{}, false
+	}
+	guid, digits := name[3:35], name[38:]
+	for _, c := range guid {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return candidate{}, false
+		}
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return candidate{}, false
+		}
+	}
+	seq, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return candidate{}, false
+	}
+	return candidate{name: name, guid: guid, seq: seq}, true
 }
 
 // parseCandidates keeps hacron's nodes, sorted by sequence number and never
@@ -489,15 +626,9 @@ type candidate struct {
 func parseCandidates(children []string, skip map[string]bool) []candidate {
 	var out []candidate
 	for _, c := range children {
-		m := candidateName.FindStringSubmatch(c)
-		if m == nil || skip[c] {
-			continue
+		if cand, ok := parseCandidate(c); ok && !skip[c] {
+			out = append(out, cand)
 		}
-		seq, err := strconv.ParseInt(m[2], 10, 64)
-		if err != nil {
-			continue
-		}
-		out = append(out, candidate{name: c, guid: m[1], seq: seq})
 	}
 	slices.SortFunc(out, func(a, b candidate) int { return cmp.Compare(a.seq, b.seq) })
 	return out
@@ -505,10 +636,15 @@ func parseCandidates(children []string, skip map[string]bool) []candidate {
 
 // create makes our node (rule 1) and survives a lost reply (rule 2): with
 // the same session, the node is found by its guid; with a new session, the
-// term ends and the next one deletes it.
+// term ends and the next one deletes it. A create the client queued during
+// a disconnect can be sent on a later session: the node it returns is
+// checked to belong to this term's session.
 func (t *term) create(ctx context.Context) error {
 	e := t.e
-	info, _ := json.Marshal(memberInfo{Node: e.cfg.ID, PID: os.Getpid(), Version: e.cfg.Version, Since: jsonTime(time.Now())})
+	info, err := json.Marshal(memberInfo{Node: e.cfg.ID, PID: os.Getpid(), Version: e.cfg.Version, Since: jsonTime(time.Now())})
+	if err != nil {
+		return err
+	}
 	for {
 		guid := newGUID()
 		e.orphans = append(e.orphans, guid)
@@ -521,7 +657,7 @@ func (t *term) create(ctx context.Context) error {
 		if err == nil {
 			e.orphans = e.orphans[:len(e.orphans)-1]
 			t.setNode(name)
-			return nil
+			return t.checkOwner(ctx)
 		}
 		if !unknown(err) {
 			return t.classify(err)
@@ -530,7 +666,7 @@ func (t *term) create(ctx context.Context) error {
 		if err := t.sameSession(ctx); err != nil {
 			return err
 		}
-		found, err := t.findOurs(ctx)
+		found, err := t.sweep(ctx, true)
 		if err != nil {
 			return t.classify(err)
 		}
@@ -541,71 +677,69 @@ func (t *term) create(ctx context.Context) error {
 	}
 }
 
-func (t *term) setNode(path string) {
-	t.node = path
-	t.name = path[strings.LastIndexByte(path, '/')+1:]
-	t.e.update(func(st *status) { st.Node = path })
+// checkOwner makes sure our new node belongs to this term's session; one
+// that belongs to a later session of ours is deleted (it would block us).
+func (t *term) checkOwner(ctx context.Context) error {
+	ok, st, err := t.exists(ctx, t.node)
+	if err != nil {
+		return t.classify(err)
+	}
+	if ok && st.EphemeralOwner == t.sess.ID && t.sess.Conn.SessionID() == t.sess.ID {
+		return nil
+	}
+	if ok {
+		t.e.log.Info("election node made on another session; deleting it", "node", t.name)
+		if err := t.remove(ctx, t.node); err != nil {
+			t.e.log.Warn("could not delete an election node of another session", "node", t.name, "err", err)
+		}
+	}
+	return errSessionLost
 }
 
-// findOurs adopts the lowest node carrying one of our unconfirmed guids and
-// deletes any others.
-func (t *term) findOurs(ctx context.Context) (string, error) {
+func (t *term) setNode(path string) {
+	t.node = path
+	t.name = path[len(t.e.parent)+1:]
+	t.e.update(func(st *standing) { st.Node = path })
+}
+
+// sweep deletes the election nodes that are ours but not in use: those of
+// creates whose outcome was never learned (by guid), and any other node
+// that this term's session owns. With adopt, the lowest node with one of
+// our unconfirmed guids is kept and returned instead of deleted. Failing,
+// the caller drops the session so the server deletes them.
+func (t *term) sweep(ctx context.Context, adopt bool) (string, error) {
 	e := t.e
-	children, err := call(ctx, t, func() ([]string, error) {
-		c, _, err := t.sess.Conn.Children(e.parent)
-		return c, err
-	})
+	children, err := t.children(ctx)
 	if err != nil {
 		return "", err
 	}
 	var found string
 	for _, c := range parseCandidates(children, nil) {
-		if !slices.Contains(e.orphans, c.guid) {
+		path := e.parent + "/" + c.name
+		if path == t.node {
 			continue
 		}
-		if found == "" {
+		if !slices.Contains(e.orphans, c.guid) {
+			ok, st, err := t.exists(ctx, path)
+			if err != nil {
+				return "", err
+			}
+			if !ok || st.EphemeralOwner != t.sess.ID {
+				continue
+			}
+		} else if adopt && found == "" {
 			found = c.name
 			continue
 		}
-		if _, err := call(ctx, t, func() (struct{}, error) {
-			return struct{}{}, t.sess.Conn.Delete(e.parent+"/"+c.name, -1)
-		}); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		e.log.Info("deleting an unused election node of ours", "node", c.name)
+		if err := t.remove(ctx, path); err != nil {
 			return "", err
 		}
 	}
-	if found != "" {
+	if !adopt || found != "" {
 		e.orphans = nil
 	}
 	return found, nil
-}
-
-// cleanOrphans deletes every node left by a create whose outcome was never
-// learned. Failing that, the caller drops the session so the server does.
-func (t *term) cleanOrphans(ctx context.Context) error {
-	e := t.e
-	if len(e.orphans) == 0 {
-		return nil
-	}
-	children, err := call(ctx, t, func() ([]string, error) {
-		c, _, err := t.sess.Conn.Children(e.parent)
-		return c, err
-	})
-	if err != nil {
-		return err
-	}
-	for _, c := range parseCandidates(children, nil) {
-		if !slices.Contains(e.orphans, c.guid) {
-			continue
-		}
-		e.log.Info("deleting orphaned election node", "node", c.name)
-		if _, err := call(ctx, t, func() (struct{}, error) {
-			return struct{}{}, t.sess.Conn.Delete(e.parent+"/"+c.name, -1)
-		}); err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return err
-		}
-	}
-	e.orphans = nil
-	return nil
 }
 
 // campaign waits behind its predecessor until it is the lowest, then leads.
@@ -613,10 +747,7 @@ func (t *term) campaign(ctx context.Context) (termEnd, error) {
 	e := t.e
 	skip := map[string]bool{} // persistent impostors with a candidate's name
 	for {
-		children, err := call(ctx, t, func() ([]string, error) {
-			c, _, err := t.sess.Conn.Children(e.parent)
-			return c, err
-		})
+		children, err := t.children(ctx)
 		if err != nil {
 			if err := t.recover(ctx, err); err != nil {
 				return termEnd{}, err
@@ -627,14 +758,14 @@ func (t *term) campaign(ctx context.Context) (termEnd, error) {
 		if slices.ContainsFunc(cands, func(c candidate) bool { return slices.Contains(e.orphans, c.guid) }) {
 			// A create of ours applied after all: our own orphan ahead of
 			// us would block the queue.
-			if err := t.cleanOrphans(ctx); err != nil {
+			if _, err := t.sweep(ctx, false); err != nil {
 				return termEnd{}, err
 			}
 			continue
 		}
 		me := slices.IndexFunc(cands, func(c candidate) bool { return c.name == t.name })
 		if me < 0 {
-			e.setState(stateLost, "our election node is gone")
+			e.setState(stateLost, reasonNodeGone, "")
 			return termEnd{}, nil
 		}
 		if me == 0 {
@@ -646,10 +777,7 @@ func (t *term) campaign(ctx context.Context) (termEnd, error) {
 		}
 		leader := t.memberName(ctx, cands[0].name)
 		pred := cands[me-1].name
-		w, err := call(ctx, t, func() (existsW, error) {
-			ok, st, ch, err := t.sess.Conn.ExistsW(e.parent + "/" + pred)
-			return existsW{ok, st, ch}, err
-		})
+		w, err := t.existsW(ctx, e.parent+"/"+pred)
 		if err != nil {
 			if err := t.recover(ctx, err); err != nil {
 				return termEnd{}, err
@@ -659,15 +787,26 @@ func (t *term) campaign(ctx context.Context) (termEnd, error) {
 		if !w.ok {
 			continue
 		}
-		if w.stat.EphemeralOwner == 0 {
+		switch w.stat.EphemeralOwner {
+		case 0:
 			// A persistent node is no session's candidate: it would block
 			// the queue forever.
 			e.log.Warn("ignoring a persistent node in the election", "node", pred)
 			skip[pred] = true
 			continue
+		case t.sess.ID:
+			// A node of our own session that is not ours to use: we would
+			// wait behind ourselves forever.
+			e.log.Info("deleting an unused election node of ours", "node", pred)
+			if err := t.remove(ctx, e.parent+"/"+pred); err != nil {
+				if err := t.recover(ctx, err); err != nil {
+					return termEnd{}, err
+				}
+			}
+			continue
 		}
-		e.update(func(st *status) {
-			st.State, st.Reason, st.Leader, st.Ahead = statePassive, "waiting behind "+pred, leader, me
+		e.update(func(st *standing) {
+			st.State, st.Reason, st.Detail, st.Leader, st.Ahead = statePassive, reasonQueued, leader, leader, me
 			st.Token, st.Deadline = 0, time.Time{}
 		})
 		if end, done, err := t.waitWatch(ctx, w.ch); done {
@@ -676,19 +815,14 @@ func (t *term) campaign(ctx context.Context) (termEnd, error) {
 	}
 }
 
-type existsW struct {
-	ok   bool
-	stat *zk.Stat
-	ch   <-chan zk.Event
-}
-
 // waitWatch waits for the predecessor's watch (only ours fires when it
 // leaves: no herd), a session change, a resignation or the end.
 func (t *term) waitWatch(ctx context.Context, ch <-chan zk.Event) (termEnd, bool, error) {
 	for {
 		s := t.e.zc.snapshot()
-		if err := t.sessionGone(s); err != nil {
-			return termEnd{}, true, err
+		if t.sessionGone(s) {
+			t.e.setState(statePassive, reasonSessionExpired, "")
+			return termEnd{}, true, errSessionLost
 		}
 		select {
 		case <-ch:
@@ -709,15 +843,6 @@ func (t *term) waitWatch(ctx context.Context, ch <-chan zk.Event) (termEnd, bool
 	}
 }
 
-// sessionGone says whether s is no longer this term's session.
-func (t *term) sessionGone(s session) error {
-	if s.Conn != t.sess.Conn || s.State == zk.StateExpired || (s.ID != 0 && s.ID != t.sess.ID) {
-		t.e.setState(statePassive, "ZooKeeper session expired")
-		return errSessionLost
-	}
-	return nil
-}
-
 // recover handles an error from a read while waiting: an unknown outcome
 // waits for the session to come back; anything else ends the term.
 func (t *term) recover(ctx context.Context, err error) error {
@@ -725,7 +850,7 @@ func (t *term) recover(ctx context.Context, err error) error {
 		return t.classify(err)
 	}
 	if err := t.sameSession(ctx); err != nil {
-		t.e.setState(statePassive, "ZooKeeper session expired")
+		t.e.setState(statePassive, reasonSessionExpired, "")
 		return err
 	}
 	return nil
@@ -747,18 +872,17 @@ func (t *term) memberName(ctx context.Context, name string) string {
 var errRecheck = errors.New("recheck the election")
 
 type renewal struct {
-	sent time.Time
-	err  error
+	sent   time.Time
+	result lease.Result
 }
 
 // lead holds the role: ownership check (rule 3), own-node watch (rule 6),
-// write-renewed lease (rule 7), suspended and lost states (rule 5).
+// the write-renewed lease (rule 7), suspended and lost (rule 5). Only a
+// lost session, our node gone or a step-down end it; a disconnect only
+// suspends admissions, and the lease's deadline ends the jobs.
 func (t *term) lead(ctx context.Context) (termEnd, error) {
 	e := t.e
-	w, err := call(ctx, t, func() (existsW, error) {
-		ok, st, ch, err := t.sess.Conn.ExistsW(t.node)
-		return existsW{ok, st, ch}, err
-	})
+	w, err := t.existsW(ctx, t.node)
 	if err != nil {
 		if err := t.recover(ctx, err); err != nil {
 			return termEnd{}, err
@@ -766,66 +890,75 @@ func (t *term) lead(ctx context.Context) (termEnd, error) {
 		return termEnd{}, errRecheck
 	}
 	if !w.ok {
-		e.setState(stateLost, "our election node is gone")
+		e.setState(stateLost, reasonNodeGone, "")
 		return termEnd{}, nil
 	}
 	// A node of an expired session can still be visible for a moment
 	// (CURATOR-696): only a node our live session owns counts.
 	if w.stat.EphemeralOwner != t.sess.ID || t.sess.Conn.SessionID() != t.sess.ID {
-		e.setState(stateLost, "our election node belongs to another session")
+		e.setState(stateLost, reasonOtherSession, "")
 		return termEnd{}, errSessionLost
 	}
 	token := w.stat.Czxid
 	own := w.ch
 	T := t.sess.Timeout
-	lease := time.Duration(float64(T) * leaseFraction)
+	l := lease.New(T)
 
-	results := make(chan renewal, maxInflightRenewals)
-	inflight := 0
+	results := make(chan renewal, lease.MaxInflight)
 	renew := func() {
-		if inflight >= maxInflightRenewals {
+		if !l.Begin() {
 			return
 		}
-		inflight++
 		conn := t.sess.Conn
 		go func() {
 			sent := time.Now()
 			_, err := conn.Multi(&zk.CheckVersionRequest{Path: t.node, Version: -1})
-			if err == nil && conn.SessionID() != t.sess.ID {
-				err = errSessionLost
-			}
-			results <- renewal{sent: sent, err: err}
+			results <- renewal{sent: sent, result: renewalResult(err, conn.SessionID() == t.sess.ID)}
 		}()
 	}
+	// publish shows what the lease says now.
+	publish := func() {
+		now := time.Now()
+		e.update(func(st *standing) {
+			st.Token, st.Leader, st.Ahead, st.Deadline = token, e.cfg.ID, 0, l.Deadline()
+			switch l.At(now) {
+			case lease.Active:
+				st.State, st.Reason, st.Detail = stateActive, reasonRenewed, ""
+			case lease.Suspended:
+				st.State, st.Detail = stateSuspended, ""
+				if l.Connected() {
+					st.Reason = reasonProving
+				} else {
+					st.Reason = reasonDisconnected
+				}
+			case lease.Lapsed:
+				st.State, st.Reason, st.Detail = stateSuspended, reasonLapsed, ""
+				if l.Deadline().IsZero() {
+					st.Reason = reasonProving
+				} else if !l.Connected() {
+					st.Reason, st.Detail = reasonDisconnected, "lease expired"
+				}
+			}
+		})
+	}
+	// lose ends the term: jobs must stop now, not at the deadline.
+	lose := func(r reason, detail string) (termEnd, error) {
+		e.update(func(st *standing) {
+			st.State, st.Reason, st.Detail, st.Deadline, st.Node = stateLost, r, detail, time.Now(), ""
+		})
+		return termEnd{}, nil
+	}
 
-	var deadline time.Time
 	leaseTimer := time.NewTimer(time.Hour)
 	defer leaseTimer.Stop()
-	ticker := time.NewTicker(T / renewDivisor)
+	ticker := time.NewTicker(lease.RenewEvery(T))
 	defer ticker.Stop()
+	publish()
 	renew()
-
-	// lose ends the term: jobs must stop now, not at the deadline.
-	lose := func(reason string, reopen bool) (termEnd, error) {
-		e.update(func(st *status) {
-			st.State, st.Reason, st.Deadline, st.Node = stateLost, reason, time.Now(), ""
-		})
-		return termEnd{reopen: reopen}, nil
-	}
-	e.update(func(st *status) {
-		st.Token, st.Leader, st.Ahead = token, e.cfg.ID, 0
-		if st.State == stateActive {
-			st.State = stateSuspended
-		}
-		if st.State != stateSuspended {
-			st.State, st.Reason = stateSuspended, "lowest node, proving the lease"
-		}
-	})
-	connected := true
 	for {
 		s := e.zc.snapshot()
-		if s.Conn != t.sess.Conn || s.State == zk.StateExpired || (s.ID != 0 && s.ID != t.sess.ID) {
-			return lose("ZooKeeper session expired", false)
+		if t.sessionGone(s) {
+			return lose(reasonSessionExpired, "")
 		}
 		select {
 		case <-ctx.Done():
@@ -835,86 +968,72 @@ func (t *term) lead(ctx context.Context) (termEnd, error) {
 			t.release()
 			return termEnd{hold: hold}, nil
 
-		case sid := <-e.goneCh:
-			if sid == t.sess.ID {
-				return lose("our election node is gone (seen by an admission)", false)
+		case node := <-e.goneCh:
+			if node == t.node {
+				return lose(reasonNodeGone, "seen by an admission")
 			}
 
 		case ev, ok := <-own:
 			if !ok || ev.Type == zk.EventNodeDeleted || ev.Type == zk.EventNotWatching {
-				return lose("our election node was deleted", false)
+				return lose(reasonNodeGone, "deleted")
 			}
 			// Some other change (data, children): watch again. Renewals
 			// still notice a deletion if this fails.
 			own = nil
-			if w, err := call(ctx, t, func() (existsW, error) {
-				ok, st, ch, err := t.sess.Conn.ExistsW(t.node)
-				return existsW{ok, st, ch}, err
-			}); err == nil {
+			if w, err := t.existsW(ctx, t.node); err == nil {
 				if !w.ok {
-					return lose("our election node was deleted", false)
+					return lose(reasonNodeGone, "deleted")
 				}
 				own = w.ch
 			}
 
 		case <-s.Changed:
-			now := e.zc.snapshot()
-			if now.Usable() {
-				if !connected {
-					connected = true
+			switch now := e.zc.snapshot(); {
+			case now.Usable():
+				if l.Reconnect() {
 					renew() // back: only a new write proves the lease
 				}
-				continue
+			case l.Connected():
+				l.Disconnect()
 			}
-			if connected {
-				connected = false
-				e.update(func(st *status) {
-					st.State, st.Reason = stateSuspended, "disconnected from ZooKeeper"
-				})
-			}
-			if !time.Now().Before(deadline) {
-				return lose("lease expired while disconnected from ZooKeeper", true)
-			}
+			publish()
 
 		case <-ticker.C:
 			renew()
 
 		case r := <-results:
-			inflight--
-			switch {
-			case r.err == nil:
-				if d := r.sent.Add(lease); d.After(deadline) {
-					deadline = d
-					leaseTimer.Reset(time.Until(deadline))
+			switch l.Done(r.sent, r.result) {
+			case lease.Lost:
+				if r.result == lease.NodeGone {
+					return lose(reasonNodeGone, "renewal")
 				}
-				if !connected || !time.Now().Before(deadline) {
-					continue
-				}
-				e.update(func(st *status) {
-					st.Deadline = deadline
-					st.State, st.Reason = stateActive, "holding the lowest node, lease renewed"
-				})
-			case errors.Is(r.err, zk.ErrNoNode):
-				return lose("our election node is gone (renewal)", false)
-			case errors.Is(r.err, zk.ErrSessionExpired), errors.Is(r.err, errSessionLost):
-				return lose("ZooKeeper session expired (renewal)", false)
-			default:
-				// Unknown outcome or no server: the lease is not extended.
+				return lose(reasonSessionExpired, "renewal")
+			case lease.Extended:
+				leaseTimer.Reset(time.Until(l.Deadline()))
 			}
+			publish()
 
 		case <-leaseTimer.C:
-			if time.Now().Before(deadline) {
-				leaseTimer.Reset(time.Until(deadline))
+			if time.Now().Before(l.Deadline()) {
+				leaseTimer.Reset(time.Until(l.Deadline()))
 				continue
 			}
-			if !connected {
-				return lose("lease expired while disconnected from ZooKeeper", true)
-			}
-			e.update(func(st *status) {
-				st.State, st.Reason = stateSuspended, "lease expired: no quorum write succeeded in time"
-			})
+			publish()
 		}
 	}
+}
+
+// renewalResult classifies a renewal write's error for the lease.
+func renewalResult(err error, sameSession bool) lease.Result {
+	switch {
+	case err == nil && sameSession:
+		return lease.Renewed
+	case err == nil, errors.Is(err, zk.ErrSessionExpired):
+		return lease.SessionGone
+	case errors.Is(err, zk.ErrNoNode):
+		return lease.NodeGone
+	}
+	return lease.Unknown
 }
 
 // deleteNode removes our node (rule 11), retrying within one session
@@ -926,10 +1045,8 @@ func (t *term) deleteNode() error {
 	}
 	deadline := time.Now().Add(t.sess.Timeout)
 	for {
-		_, err := call(context.Background(), t, func() (struct{}, error) {
-			return struct{}{}, t.sess.Conn.Delete(t.node, -1)
-		})
-		if err == nil || errors.Is(err, zk.ErrNoNode) {
+		err := t.remove(context.Background(), t.node)
+		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) || errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrClosing) {
@@ -944,9 +1061,9 @@ func (t *term) deleteNode() error {
 // (the caller's job) removes it.
 func (t *term) release() {
 	e := t.e
-	e.setState(statePassive, "released")
+	e.setState(statePassive, reasonReleased, "")
 	if err := t.deleteNode(); err != nil {
-		e.log.Warn("could not delete the election node; closing the session removes it", "node", t.node, "err", err)
+		e.log.Warn("could not delete the election node; closing the session removes it", "node", t.name, "err", err)
 	}
-	e.update(func(st *status) { st.Node = "" })
+	e.update(func(st *standing) { st.Node = "" })
 }

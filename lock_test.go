@@ -64,7 +64,7 @@ type testCandidate struct {
 	done   chan struct{}
 
 	mu   sync.Mutex
-	hist []status
+	hist []standing
 }
 
 func startCandidate(t testing.TB, connect, parent, id string, timeout time.Duration, setup ...func(*election)) *testCandidate {
@@ -102,7 +102,7 @@ func startCandidate(t testing.TB, connect, parent, id string, timeout time.Durat
 	return c
 }
 
-func (c *testCandidate) record(sts []status) {
+func (c *testCandidate) record(sts []standing) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range sts {
@@ -121,7 +121,7 @@ func (c *testCandidate) stop() {
 	c.zc.Close()
 }
 
-func (c *testCandidate) history() []status {
+func (c *testCandidate) history() []standing {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.hist)
@@ -129,30 +129,40 @@ func (c *testCandidate) history() []status {
 
 func (c *testCandidate) active() bool { return c.el.Status().active(time.Now()) }
 
-// activeInterval is one stretch of leadership: from the moment the
-// candidate reported active to the earlier of its lease end and its next
-// transition.
+// activeInterval is one stretch of leadership as jobs see it: from the
+// moment the candidate reported active to the end of the lease it held
+// (a disconnect suspends admissions, not jobs), cut short by a loss.
 type activeInterval struct {
 	id         string
 	from, to   time.Time
 	token      int64
-	leaseEnd   time.Time
-	reportedAt time.Time // when it reported leaving active (zero: still active)
+	reportedAt time.Time // when it first reported leaving active (zero: still active)
 }
 
 func (c *testCandidate) intervals() []activeInterval {
 	h := c.history()
 	var out []activeInterval
-	for i, s := range h {
+	for i := 0; i < len(h); i++ {
+		s := h[i]
 		if s.State != stateActive {
 			continue
 		}
-		iv := activeInterval{id: c.id, from: s.Since, to: s.Deadline, token: s.Token, leaseEnd: s.Deadline}
-		if i+1 < len(h) {
-			iv.reportedAt = h[i+1].Since
-			if iv.reportedAt.Before(iv.to) {
-				iv.to = iv.reportedAt
+		iv := activeInterval{id: c.id, from: s.Since, to: s.Deadline, token: s.Token}
+		for i+1 < len(h) {
+			n := h[i+1]
+			if iv.reportedAt.IsZero() && n.State != stateActive {
+				iv.reportedAt = n.Since
 			}
+			if (n.State != stateActive && n.State != stateSuspended) || n.Token != iv.token {
+				if n.Since.Before(iv.to) {
+					iv.to = n.Since
+				}
+				break
+			}
+			if n.Deadline.After(iv.to) {
+				iv.to = n.Deadline
+			}
+			i++
 		}
 		out = append(out, iv)
 	}
@@ -240,14 +250,6 @@ func activeSince(c *testCandidate, t0 time.Time) time.Time {
 	}
 }
 
-func lostAfter(c *testCandidate, t0 time.Time) time.Time {
-	for _, s := range c.history() {
-		if s.State == stateLost && !s.Since.Before(t0) {
-			return s.Since
-		}
-	}
-	return time.Time{}
-}
 
 // shared is one standalone ZooKeeper for the tests that do not fault the
 // server itself; each test has its own cluster path and its own proxies.
@@ -432,15 +434,14 @@ func TestIntegration_BlackholedLeaderLosesLeaseFirst(t *testing.T) {
 	nextAt := activeSince(next, tB)
 	ivs := a.intervals()
 	last := ivs[len(ivs)-1]
-	lostAt := lostAfter(a, tB)
-	t.Logf("blackhole at 0; node-a lease end +%v, node-a reported lost +%v, %s active +%v (T=%v)",
-		last.to.Sub(tB), lostAt.Sub(tB), next.id, nextAt.Sub(tB), T)
-	t.Logf("lease-to-successor margin %v, lost-to-successor margin %v", nextAt.Sub(last.to), nextAt.Sub(lostAt))
+	t.Logf("blackhole at 0; node-a lease end +%v, node-a reported not active +%v, %s active +%v (T=%v)",
+		last.to.Sub(tB), last.reportedAt.Sub(tB), next.id, nextAt.Sub(tB), T)
+	t.Logf("lease-to-successor margin %v, report-to-successor margin %v", nextAt.Sub(last.to), nextAt.Sub(last.reportedAt))
 	if !last.to.Before(nextAt) {
 		t.Errorf("node-a's lease ended at +%v, not before %s became active at +%v", last.to.Sub(tB), next.id, nextAt.Sub(tB))
 	}
-	if lostAt.IsZero() || !lostAt.Before(nextAt) {
-		t.Errorf("node-a reported lost at +%v, not before %s became active at +%v", lostAt.Sub(tB), next.id, nextAt.Sub(tB))
+	if last.reportedAt.IsZero() || !last.reportedAt.Before(nextAt) {
+		t.Errorf("node-a reported leaving active at +%v, not before %s became active at +%v", last.reportedAt.Sub(tB), next.id, nextAt.Sub(tB))
 	}
 	if took := nextAt.Sub(tB); took > T+time.Second {
 		t.Errorf("failover took %v, want within T+1s = %v", took, T+time.Second)
@@ -556,7 +557,7 @@ func TestIntegration_SessionExpiryRejoinsWithGreaterToken(t *testing.T) {
 	if second.Token <= first.Token {
 		t.Errorf("token after expiry %d is not greater than before (%d)", second.Token, first.Token)
 	}
-	if !slices.ContainsFunc(a.history(), func(s status) bool { return s.State == stateLost }) {
+	if !slices.ContainsFunc(a.history(), func(s standing) bool { return s.State == stateLost }) {
 		t.Errorf("node-a never reported its leadership lost")
 	}
 	assertNoOverlap(t, a, b)

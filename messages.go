@@ -65,8 +65,11 @@ func printError(w io.Writer, err error) {
 // hintsOf collects the hints anywhere in err's tree, outermost first.
 func hintsOf(err error) []string {
 	var out []string
-	if h, ok := err.(*hintError); ok {
+	switch h := err.(type) {
+	case *hintError:
 		out = append(out, h.hints...)
+	case interface{ Hints() []string }:
+		out = append(out, h.Hints()...)
 	}
 	switch u := err.(type) {
 	case interface{ Unwrap() error }:

@@ -5,7 +5,6 @@ package main
 import (
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -76,39 +75,14 @@ func newMetrics(a *agent) *metrics {
 	return m
 }
 
-// reasonCode turns a transition's reason into a label with few values:
-// reasons can name nodes, which would make a label per node.
-func reasonCode(reason string) string {
-	for _, c := range []struct{ prefix, code string }{
-		{"holding the lowest node", "renewed"},
-		{"lowest node, proving", "lowest"},
-		{"waiting behind", "queued"},
-		{"waiting for a ZooKeeper session", "no_session"},
-		{"disconnected", "disconnected"},
-		{"lease expired while disconnected", "lease_expired_disconnected"},
-		{"lease expired", "lease_expired"},
-		{"ZooKeeper session expired", "session_expired"},
-		{"our election node", "node_gone"},
-		{"resigned", "resigned"},
-		{"released", "released"},
-		{"stopped", "stopped"},
-		{"starting", "starting"},
-	} {
-		if strings.HasPrefix(reason, c.prefix) {
-			return c.code
-		}
-	}
-	return "other"
-}
-
 // observe follows the election for the state metrics.
-func (m *metrics) observe(feed *statusFeed, done <-chan struct{}) {
+func (m *metrics) observe(feed *standingFeed, done <-chan struct{}) {
 	last := roleState(-1)
 	for {
 		for _, st := range feed.next() {
 			// The feed repeats a state on every renewal; count changes.
 			if st.State != last {
-				m.transitions.WithLabelValues(st.State.String(), reasonCode(st.Reason)).Inc()
+				m.transitions.WithLabelValues(st.State.String(), st.Reason.code()).Inc()
 				last = st.State
 			}
 			if st.active(time.Now()) {

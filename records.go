@@ -20,7 +20,7 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// runRecord is the data of a run record (hacron.md, "Details").
+// runRecord is the data of a run record (docs/contract.md, "Run records").
 type runRecord struct {
 	Job      string `json:"job"`
 	Node     string `json:"node"`
@@ -32,6 +32,8 @@ type runRecord struct {
 	Token    int64  `json:"token"`
 	UID      int    `json:"uid"`
 	User     string `json:"user"`
+	Cmd      string `json:"cmd,omitempty"`
+	PGID     int    `json:"pgid,omitempty"` // the job's process group on Node, to tell whether it is over
 }
 
 // Results of a run.
@@ -41,6 +43,7 @@ const (
 	resultLost    = "lost"
 	resultTimeout = "timeout"
 	resultKilled  = "killed"
+	resultUnknown = "unknown" // the run is over, but nobody saw how it ended
 )
 
 // maxRecordData bounds what is parsed of a run record: records are small,
@@ -122,190 +125,103 @@ func scheduleSlot(expr string, now time.Time) (string, error) {
 	return "", fmt.Errorf("--schedule %q: no firing time in the last five years", expr)
 }
 
-// admission describes the ZooKeeper side of one admission.
-type admission struct {
-	root      string // absolute cluster root (chroot included)
-	job       string
-	slot      string
-	claim     bool // the record is named after the slot: once per slot
-	noOverlap bool // also the job's ephemeral running marker
-	rec       runRecord
-	acl       []zk.ACL
-}
-
-func (a admission) runsPath() string    { return jobPath(a.root, a.job) + "/runs" }
-func (a admission) runningPath() string { return jobPath(a.root, a.job) + "/running" }
-
-// ops are the creates that go into the admission Multi after the check of
-// the holder's node.
-func (a admission) ops() []any {
-	rec := &zk.CreateRequest{Path: a.runsPath() + "/r-", Data: a.rec.encode(), Acl: a.acl, Flags: zk.FlagSequence}
-	if a.claim {
-		rec.Path, rec.Flags = a.runsPath()+"/"+a.slot, 0
-	}
-	ops := []any{rec}
-	if a.noOverlap {
-		ops = append(ops, &zk.CreateRequest{Path: a.runningPath(), Acl: a.acl, Flags: zk.FlagEphemeral})
-	}
-	return ops
-}
-
-// Why a run was skipped.
-const (
-	skipPassive = "passive"
-	skipSlot    = "slot taken"
-	skipRunning = "still running elsewhere"
-)
-
-// outcome maps the admission Multi's result: the record's path, or a skip
-// reason, or an error. res[0] is the check of the holder's node.
-func (a admission) outcome(res []zk.MultiResponse, err error) (record, skip string, _ error) {
-	switch {
-	case err == nil:
-		return res[1].String, "", nil
-	case errors.Is(err, errNotActive), errors.Is(err, errLeadership):
-		return "", skipPassive, nil
-	case len(res) > 1 && errors.Is(res[1].Error, zk.ErrNodeExists):
-		return "", skipSlot, nil
-	case len(res) > 2 && errors.Is(res[2].Error, zk.ErrNodeExists):
-		return "", skipRunning, nil
-	case errors.Is(err, errOutcomeUnknown):
-		// The record may exist: the run must not start, and the operator
-		// must know.
-		return "", "", errors.New("admission outcome unknown: ZooKeeper did not answer")
-	}
-	return "", "", fmt.Errorf("admission: %w", err)
-}
-
-// slotTaken says whether the slot's record exists, with a watch that fires
-// when that changes.
-func (a admission) slotTaken(conn *zk.Conn) (bool, <-chan zk.Event, error) {
-	ok, _, ch, err := conn.ExistsW(a.runsPath() + "/" + a.slot)
-	return ok, ch, err
-}
-
-// watchSlot is slotTaken on the current session, for a waiting run: taken,
-// or a channel that fires when it may have been (nil when ZooKeeper cannot
-// be asked now; the caller's other wake-ups cover that).
-func (a admission) watchSlot(zc *zkClient) (bool, <-chan zk.Event) {
-	s := zc.snapshot()
-	if !s.Usable() {
-		return false, nil
-	}
-	taken, ch, err := a.slotTaken(s.Conn)
-	if err != nil {
-		return false, nil
-	}
-	return taken, ch
-}
-
-// awaitTurn returns once the election says active, or why the run skips:
-// the slot taken meanwhile (claims only), passive once wait is over and
-// settled says the election has placed us, or the limit or ctx reached.
-func awaitTurn(ctx context.Context, el *election, zc *zkClient, a admission, wait, limit time.Duration, settled func(status) bool) (status, string) {
-	feed := el.subscribe()
-	defer el.unsubscribe(feed)
-	deadline := time.Now().Add(wait)
-	timer := time.NewTimer(limit)
-	defer timer.Stop()
-	for {
-		st := el.Status()
-		if st.active(time.Now()) {
-			return st, ""
-		}
-		if !time.Now().Before(deadline) && settled(st) {
-			return st, skipPassive
-		}
-		var slotCh <-chan zk.Event
-		if a.claim {
-			var taken bool
-			if taken, slotCh = a.watchSlot(zc); taken {
-				return st, skipSlot
-			}
-		}
-		select {
-		case <-feed.C():
-			feed.next()
-		case <-slotCh:
-		case <-timer.C:
-			return st, skipPassive
-		case <-ctx.Done():
-			return st, skipPassive
-		}
-	}
-}
-
-// leaseNews is what a run admitted under token must hear of a status: the
-// loss, or a deadline later than last; news is false for neither.
-func leaseNews(st status, token int64, last time.Time) (m reply, news bool) {
-	if !st.active(time.Now()) || st.Token != token {
-		return reply{Lost: st.State.String() + ": " + st.Reason}, true
-	}
-	if st.Deadline.After(last) {
-		return reply{DeadlineMono: monoDeadline(st.Deadline)}, true
-	}
-	return reply{}, false
-}
-
-// unclaim removes the record (and running marker) of a run that was
-// admitted but never started.
-func unclaim(conn *zk.Conn, a admission, record string) error {
-	ops := []any{&zk.DeleteRequest{Path: record, Version: -1}}
-	if a.noOverlap {
-		ops = append(ops, &zk.DeleteRequest{Path: a.runningPath(), Version: -1})
-	}
-	_, err := conn.Multi(ops...)
-	return err
-}
-
-// finishRecord completes a run record with its end, and removes the job's
-// running marker.
-func finishRecord(conn *zk.Conn, a admission, record string, code *int, result string) error {
-	rec := a.rec
+// completeRecord writes a run's end into its record once.
+func completeRecord(conn *zk.Conn, record string, rec runRecord, code *int, result string) error {
 	rec.End = jsonTime(time.Now())
 	rec.ExitCode = code
 	rec.Result = result
 	_, err := conn.Set(record, rec.encode(), -1)
-	if a.noOverlap {
-		if derr := conn.Delete(a.runningPath(), -1); derr != nil && !errors.Is(derr, zk.ErrNoNode) && err == nil {
-			err = derr
-		}
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil // removed by hand: nothing left to complete
 	}
 	return err
 }
 
-// pruneRuns keeps the newest keep records of a job (by creation, czxid).
-// A record of a run still going is never deleted: its outcome must be
-// recorded; it goes at a later prune.
-func pruneRuns(ctx context.Context, conn *zk.Conn, runs string, keep int) error {
+// finishRetry bounds the pause between attempts to complete a record.
+const finishRetry = 2 * time.Second
+
+// finishRun completes a run's record and removes its running marker,
+// retrying until both are done, ctx ends, or (for the marker, which is
+// ephemeral) the session it was made on is gone with it. The record is
+// persistent: any later session of ours may complete it, so an outage
+// shorter than ctx's limit loses nothing.
+func finishRun(ctx context.Context, zc *zkClient, t *ticket, code *int, result string) error {
+	markerDone := !t.adm.noOverlap
+	recordDone := false
+	pause := 50 * time.Millisecond
+	for {
+		s := zc.snapshot()
+		if s.Usable() {
+			if !recordDone {
+				recordDone = completeRecord(s.Conn, t.record, t.adm.rec, code, result) == nil
+			}
+			if !markerDone {
+				err := s.Conn.Delete(t.adm.runningPath(), -1)
+				markerDone = err == nil || errors.Is(err, zk.ErrNoNode)
+			}
+			if s.ID != t.session {
+				markerDone = true // ephemeral: gone with its session
+			}
+			if recordDone && markerDone {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("run record %s not completed: %w", t.record, ctx.Err())
+		case <-time.After(pause):
+		case <-s.Changed:
+		}
+		pause = min(2*pause, finishRetry)
+	}
+}
+
+// storedRecord is a run record with where it is and when it was made.
+type storedRecord struct {
+	name  string
+	czxid int64
+	rec   runRecord
+	ok    bool // rec parsed: a record of ours
+}
+
+// listRecords reads a job's records, newest first (by creation, czxid).
+func listRecords(ctx context.Context, conn *zk.Conn, runs string) ([]storedRecord, error) {
 	children, _, err := conn.Children(runs)
-	if err != nil || len(children) <= keep {
-		return err
+	if err != nil {
+		return nil, err
 	}
-	type rec struct {
-		name  string
-		czxid int64
-		done  bool
-	}
-	var all []rec
+	all := make([]storedRecord, 0, len(children))
 	for _, c := range children {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		data, st, err := conn.Get(runs + "/" + c)
 		if errors.Is(err, zk.ErrNoNode) {
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		r, err := decodeRunRecord(data)
-		done := err != nil || r.End != ""
-		all = append(all, rec{name: c, czxid: st.Czxid, done: done})
+		all = append(all, storedRecord{name: c, czxid: st.Czxid, rec: r, ok: err == nil})
 	}
-	slices.SortFunc(all, func(a, b rec) int { return cmp.Compare(b.czxid, a.czxid) })
+	slices.SortFunc(all, func(a, b storedRecord) int { return cmp.Compare(b.czxid, a.czxid) })
+	return all, nil
+}
+
+// pruneRuns keeps the newest keep records of a job. A record of a run
+// still going is never deleted: its outcome must be recorded; it goes at a
+// later prune.
+func pruneRuns(ctx context.Context, conn *zk.Conn, runs string, keep int) error {
+	if children, _, err := conn.Children(runs); err != nil || len(children) <= keep {
+		return err
+	}
+	all, err := listRecords(ctx, conn, runs)
+	if err != nil {
+		return err
+	}
 	for _, r := range all[min(keep, len(all)):] {
-		if !r.done {
+		if r.ok && r.rec.End == "" {
 			continue
 		}
 		if err := conn.Delete(runs+"/"+r.name, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
@@ -313,4 +229,27 @@ func pruneRuns(ctx context.Context, conn *zk.Conn, runs string, keep int) error 
 		}
 	}
 	return nil
+}
+
+// completeLeftovers completes, as unknown, the records in a job's runs
+// that have no end and whose run is over by over's judgement. Used when
+// nobody is left to report the end: an agent that starts or begins a new
+// term (runs of this node whose process group is gone), and a direct run
+// that holds the job's lock (every earlier run of the job is over).
+func completeLeftovers(ctx context.Context, conn *zk.Conn, runs string, over func(name string, r runRecord) bool) (int, error) {
+	all, err := listRecords(ctx, conn, runs)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range all {
+		if !r.ok || r.rec.End != "" || !over(r.name, r.rec) {
+			continue
+		}
+		if err := completeRecord(conn, runs+"/"+r.name, r.rec, nil, resultUnknown); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

@@ -6,7 +6,6 @@ package main
 // agent, enforced here), the timeout, and signals to forward.
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -119,7 +117,7 @@ type grant struct {
 	token                    int64
 	grace                    time.Duration
 	deadline                 time.Time
-	updates                  <-chan reply // lease renewals and loss, then the end's acknowledgement
+	news                     <-chan leaseNews // renewals and the loss; closed when nobody can tell any more
 	report                   func(code int, result string)
 }
 
@@ -198,6 +196,16 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		fmt.Fprintf(&ahead, "%s=%s\n", kv[0], strings.ReplaceAll(kv[1], "\n", " "))
 	}
 	ahead.WriteString("exec\n")
+	// The last look at the lease before the job can start: a pause between
+	// the admission and here must never start a job after its lease.
+	s := supervisor{pgid: shim, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log}
+	if lost := s.drain(&gr.news); lost != "" || !time.Now().Before(s.deadline) {
+		handshake.Close()
+		<-shimDone
+		gr.report(exitLost, resultLost)
+		log.Warn("the lease ended before the job could start; it did not run", "job", job, "slot", gr.slot, "token", gr.token)
+		return silentExit(exitLost)
+	}
 	_, werr := io.WriteString(handshake, ahead.String())
 	handshake.Close()
 	if werr != nil {
@@ -206,8 +214,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		return fmt.Errorf("start job: %w", werr)
 	}
 
-	s := supervisor{pgid: shim, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log}
-	code, result := s.supervise(shimDone, gr.updates)
+	code, result := s.supervise(shimDone, gr.news)
 	gr.report(code, result)
 	status := "ok"
 	if result != resultOK {
@@ -218,91 +225,66 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	return silentExit(code)
 }
 
-// admitAgent asks the local agent.
+// admitAgent asks the local agent. The socket's messages become the
+// lease's news here, at the edge.
 func (r *runCmd) admitAgent(ctx context.Context, g *globals, job, slot string, claim bool, pgid int) (*grant, string, error) {
-	conn, err := dialAgent(g.Socket)
-	if err != nil {
-		return nil, "", err
-	}
-	// A signal while the agent decides (it may wait, with --wait) ends
-	// the wait: nothing has run.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	req := request{V: protoVersion, Op: "run", Job: job, Slot: slot, Claim: claim, NoOverlap: r.NoOverlap,
 		WaitMS: r.Wait.Milliseconds(), Argv: r.Command, PGID: pgid}
 	if r.KillGrace != nil {
 		req.KillGraceMS, req.KillGraceSet = r.KillGrace.Milliseconds(), true
 	}
-	br := bufio.NewReader(conn)
-	var rep reply
-	if err := writeMsg(conn, req); err == nil {
-		err = readMsg(br, &rep)
-	}
-	if !stop() {
-		return nil, "", withExit(exitUsage, errors.New("interrupted while waiting for admission; the job did not run"))
-	}
+	ac, rep, err := askAgent(ctx, g.Socket, req, r.Wait+agentAnswerLimit)
 	if err != nil {
-		conn.Close()
-		return nil, "", fmt.Errorf("agent at %s: %w", g.Socket, err)
+		return nil, "", err
 	}
 	switch {
 	case rep.Skip != "":
-		conn.Close()
+		ac.Close()
 		return nil, rep.Skip, nil
-	case rep.Error != "":
-		conn.Close()
-		err := errors.New(rep.Error)
-		if rep.Hint != "" {
-			err = withHint(err, strings.Split(rep.Hint, "; ")...)
-		}
-		return nil, "", withExit(max(rep.Code, 1), err)
 	case !rep.Admitted:
-		conn.Close()
+		ac.Close()
 		return nil, "", errors.New("agent: unexpected answer")
 	}
-	// One reader for the rest of the conversation: lease updates, then the
+	// One reader for the rest of the conversation: lease news, then the
 	// acknowledgement of the exit report.
-	fromAgent := make(chan reply, 16)
+	news := make(chan leaseNews, 16)
+	ack := make(chan struct{})
 	go func() {
-		defer close(fromAgent)
+		defer close(news)
 		for {
 			var m reply
-			if readMsg(br, &m) != nil {
+			if ac.read(&m) != nil {
 				return
 			}
-			fromAgent <- m
+			switch {
+			case m.OK:
+				close(ack)
+				return
+			case m.Lost != "":
+				news <- leaseNews{kind: newsLost, why: m.Lost}
+			case m.DeadlineMono != 0:
+				news <- leaseNews{kind: newsRenewed, deadline: fromMono(m.DeadlineMono)}
+			}
 		}
 	}()
 	return &grant{
 		cluster: rep.Cluster, node: rep.Node, job: rep.Job, slot: rep.Slot, token: rep.Token,
 		grace:    time.Duration(rep.KillGraceMS) * time.Millisecond,
 		deadline: fromMono(rep.DeadlineMono),
-		updates:  fromAgent,
+		news:     news,
 		report: func(code int, result string) {
-			reportExit(conn, fromAgent, code, result)
-			conn.Close()
+			// A hung agent must not hold up the exit for long: it
+			// records the end itself when the job's group is gone.
+			ac.conn.SetDeadline(time.Now().Add(time.Second))
+			if writeMsg(ac.conn, request{V: protoVersion, Op: "exit", ExitCode: code, Result: result}) == nil {
+				select {
+				case <-ack:
+				case <-time.After(time.Second):
+				}
+			}
+			ac.Close()
 		},
 	}, "", nil
-}
-
-// reportExit tells the agent how the run ended, for its record. A hung
-// agent must not hold up the exit for long: it records the end itself when
-// the job's group is gone.
-func reportExit(conn net.Conn, fromAgent <-chan reply, code int, result string) {
-	conn.SetWriteDeadline(time.Now().Add(time.Second))
-	if writeMsg(conn, request{V: protoVersion, Op: "exit", ExitCode: code, Result: result}) != nil {
-		return
-	}
-	ack := time.After(time.Second)
-	for {
-		select {
-		case m, ok := <-fromAgent:
-			if !ok || m.OK {
-				return
-			}
-		case <-ack:
-			return
-		}
-	}
 }
 
 // supervisor keeps one running job inside its lease and timeout.
@@ -320,7 +302,7 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 // supervise waits on exactly three things (the job's exit, the end of the
 // lease or the timeout, signals to forward) and returns the exit code and
 // the run's result.
-func (s *supervisor) supervise(done <-chan syscall.WaitStatus, updates <-chan reply) (int, string) {
+func (s *supervisor) supervise(done <-chan syscall.WaitStatus, news <-chan leaseNews) (int, string) {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
@@ -353,21 +335,25 @@ func (s *supervisor) supervise(done <-chan syscall.WaitStatus, updates <-chan re
 				s.reapGroup(killAt)
 			}
 			return s.exitCode(ws, why)
-		case m, ok := <-updates:
+		case n, ok := <-news:
 			if !ok {
-				// The agent is gone: the lease cannot be renewed, and ends
-				// at the last deadline it gave.
-				updates = nil
+				// Nobody can renew the lease any more (the agent is
+				// gone): it ends at the last deadline we had.
+				news = nil
 				continue
 			}
-			s.apply(m, why, terminate)
+			if lost := s.apply(n, why); lost != "" {
+				terminate(resultLost, "leadership lost: terminating the job ("+lost+")")
+			}
 			lease.Reset(time.Until(s.deadline))
 		case <-lease.C:
 			// On a starved machine the timer and a renewal that already
 			// arrived become ready together: give the reader a moment
 			// (far less than the kill margin) and take what it has.
 			time.Sleep(2 * time.Millisecond)
-			s.drain(&updates, terminate)
+			if lost := s.drain(&news); lost != "" {
+				terminate(resultLost, "leadership lost: terminating the job ("+lost+")")
+			}
 			if !time.Now().Before(s.deadline) {
 				terminate(resultLost, "lease ended without renewal: terminating the job")
 			} else {
@@ -384,29 +370,36 @@ func (s *supervisor) supervise(done <-chan syscall.WaitStatus, updates <-chan re
 	}
 }
 
-// apply takes one message of the agent: a renewed deadline, or the loss.
-func (s *supervisor) apply(m reply, why string, terminate func(reason, msg string)) {
-	if m.Lost != "" {
-		terminate(resultLost, "leadership lost: terminating the job ("+m.Lost+")")
-	} else if m.DeadlineMono != 0 && why == "" {
-		s.deadline = fromMono(m.DeadlineMono)
+// apply takes one piece of lease news: a later deadline moves the job's,
+// unless hacron is already terminating it; a disconnect changes nothing;
+// the loss is returned.
+func (s *supervisor) apply(n leaseNews, why string) (lost string) {
+	switch {
+	case n.kind == newsLost:
+		return n.why
+	case why == "" && n.deadline.After(s.deadline):
+		s.deadline = n.deadline
 	}
+	return ""
 }
 
-// drain applies the messages already waiting.
-func (s *supervisor) drain(updates *<-chan reply, terminate func(reason, msg string)) {
-	for *updates != nil {
+// drain applies the news already waiting and returns a loss among it.
+func (s *supervisor) drain(news *<-chan leaseNews) (lost string) {
+	for *news != nil {
 		select {
-		case m, ok := <-*updates:
+		case n, ok := <-*news:
 			if !ok {
-				*updates = nil
-				return
+				*news = nil
+				return lost
 			}
-			s.apply(m, "", terminate)
+			if l := s.apply(n, ""); l != "" {
+				lost = l
+			}
 		default:
-			return
+			return lost
 		}
 	}
+	return lost
 }
 
 // reapGroup waits for the rest of the group until the grace ends, kills

@@ -40,6 +40,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,7 +76,8 @@ type request struct {
 type reply struct {
 	V            int        `json:"v"`
 	Error        string     `json:"error,omitempty"`
-	Hint         string     `json:"hint,omitempty"`
+	Hint         string     `json:"hint,omitempty"`  // version 1's hints joined by "; "; read, never sent
+	Hints        []string   `json:"hints,omitempty"` // one per line`
 	Code         int        `json:"code,omitempty"`
 	OK           bool       `json:"ok,omitempty"`
 	Skip         string     `json:"skip,omitempty"`
@@ -205,6 +207,11 @@ func peerCred(c *net.UnixConn) (uid, pid int, err error) {
 	return int(cred.Uid), int(cred.Pid), nil
 }
 
+// agentAnswerLimit is how long the agent may take to answer beyond what
+// the request itself asks it to wait: a hung or stopped agent must not
+// pile up wrappers, one per cron tick.
+const agentAnswerLimit = 10 * time.Second
+
 // dialAgent connects to the local agent.
 func dialAgent(path string) (*net.UnixConn, error) {
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
@@ -213,6 +220,61 @@ func dialAgent(path string) (*net.UnixConn, error) {
 			"is `hacron agent` running for this cluster? (systemctl status hacron-agent)")
 	}
 	return c.(*net.UnixConn), nil
+}
+
+// agentConn is a conversation with the local agent.
+type agentConn struct {
+	conn *net.UnixConn
+	br   *bufio.Reader
+	path string
+}
+
+func (a *agentConn) Close() error { return a.conn.Close() }
+
+func (a *agentConn) read(v any) error { return readMsg(a.br, v) }
+
+// askAgent sends one request and returns the agent's first answer, which
+// must arrive within limit; an error answer becomes an error with the
+// agent's hints and code. ctx ending (a signal) abandons the wait: nothing
+// has run. The connection stays open for what follows the answer.
+func askAgent(ctx context.Context, path string, req request, limit time.Duration) (*agentConn, reply, error) {
+	var rep reply
+	c, err := dialAgent(path)
+	if err != nil {
+		return nil, rep, err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	c.SetDeadline(time.Now().Add(limit))
+	ac := &agentConn{conn: c, br: bufio.NewReader(c), path: path}
+	if err = writeMsg(c, req); err == nil {
+		err = ac.read(&rep)
+	}
+	if !stop() {
+		return nil, rep, withExit(exitUsage, errors.New("interrupted while waiting for the agent; nothing ran"))
+	}
+	c.SetDeadline(time.Time{})
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		c.Close()
+		return nil, rep, withHint(fmt.Errorf("the agent did not answer within %v", limit),
+			fmt.Sprintf("the agent at %s accepts connections but is hung or stopped; check `systemctl status hacron-agent`", path))
+	case err != nil:
+		c.Close()
+		return nil, rep, fmt.Errorf("agent at %s: %w", path, err)
+	case rep.Error != "":
+		c.Close()
+		hints := rep.Hints
+		if rep.Hint != "" {
+			hints = append(hints, rep.Hint)
+		}
+		err := errors.New(rep.Error)
+		if len(hints) > 0 {
+			err = withHint(err, hints...)
+		}
+		return nil, rep, withExit(max(rep.Code, 1), err)
+	}
+	return ac, rep, nil
 }
 
 // unwrapOp shortens net.OpError's "dial unix /path: connect: ..." to the

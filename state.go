@@ -3,13 +3,11 @@ package main
 // hacron state and hacron resign: what scripts ask the local agent.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -63,22 +61,11 @@ func (s *stateCmd) Run(ctx context.Context, g *globals) error {
 
 // askState asks the agent; a lease that the answer says is over is passive.
 func askState(g *globals) (stateInfo, error) {
-	c, err := dialAgent(g.Socket)
+	ac, rep, err := askAgent(context.Background(), g.Socket, request{V: protoVersion, Op: "state"}, stateAnswerLimit)
 	if err != nil {
 		return stateInfo{}, err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := writeMsg(c, request{V: protoVersion, Op: "state"}); err != nil {
-		return stateInfo{}, fmt.Errorf("agent at %s: %w", g.Socket, err)
-	}
-	var rep reply
-	if err := readMsg(bufio.NewReader(c), &rep); err != nil {
-		return stateInfo{}, fmt.Errorf("agent at %s: %w", g.Socket, err)
-	}
-	if rep.Error != "" {
-		return stateInfo{}, errors.New(rep.Error)
-	}
+	ac.Close()
 	if rep.State == nil {
 		return stateInfo{}, fmt.Errorf("agent at %s: no state in the answer", g.Socket)
 	}
@@ -92,6 +79,13 @@ func askState(g *globals) (stateInfo, error) {
 	return info, nil
 }
 
+// resignAnswerLimit bounds the wait for a step-down, which waits for the
+// running jobs' kill grace (at most T/2 - margin) first.
+const resignAnswerLimit = time.Minute
+
+// stateAnswerLimit bounds the wait for the agent's answer to `hacron state`.
+const stateAnswerLimit = 5 * time.Second
+
 type resignCmd struct {
 	Hold time.Duration `name:"hold" placeholder:"D" default:"30s" help:"Stay out of the election this long."`
 }
@@ -103,24 +97,9 @@ func (r *resignCmd) Run(ctx context.Context, g *globals) error {
 	if r.Hold <= 0 {
 		return errors.New("--hold must be positive")
 	}
-	c, err := dialAgent(g.Socket)
+	ac, _, err := askAgent(ctx, g.Socket, request{V: protoVersion, Op: "resign", HoldMS: r.Hold.Milliseconds()}, resignAnswerLimit)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if err := writeMsg(c, request{V: protoVersion, Op: "resign", HoldMS: r.Hold.Milliseconds()}); err != nil {
-		return fmt.Errorf("agent at %s: %w", g.Socket, err)
-	}
-	var rep reply
-	if err := readMsg(bufio.NewReader(c), &rep); err != nil {
-		return fmt.Errorf("agent at %s: %w", g.Socket, err)
-	}
-	if rep.Error != "" {
-		err := errors.New(rep.Error)
-		if rep.Hint != "" {
-			err = withHint(err, strings.Split(rep.Hint, "; ")...)
-		}
-		return err
-	}
-	return nil
+	return ac.Close()
 }

@@ -67,20 +67,6 @@ func (s *statusCmd) Run(ctx context.Context, g *globals) error {
 	return nil
 }
 
-// readMember reads a candidate's node data; hostile or foreign data is an
-// error, never a crash.
-func readMember(conn *zk.Conn, path string) (memberInfo, *zk.Stat, error) {
-	var m memberInfo
-	data, st, err := conn.Get(path)
-	if err != nil {
-		return m, nil, err
-	}
-	if len(data) > maxMemberData {
-		return m, st, errors.New("member data too large")
-	}
-	return m, st, json.Unmarshal(data, &m)
-}
-
 func readStatus(zc *zkClient, cluster string) (statusDoc, error) {
 	conn := zc.snapshot().Conn
 	root := zc.abs("/hacron/" + cluster)

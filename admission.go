@@ -1,0 +1,395 @@
+package main
+
+// Admission: the one way a run is let in, in agent mode and in direct mode
+// alike. Wait for the election's turn, pick the kill grace the lease
+// allows, clear a stale no-overlap marker, then one linearizable write
+// (rule 9): Multi(CheckVersion(holder's node), Create(run record)
+// [, Create(running marker)]). The caller only translates: the agent to its
+// socket, direct mode to the wrapper in the same process.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"hacron/internal/lease"
+)
+
+// Why a run was skipped.
+const (
+	skipPassive = "passive"
+	skipSlot    = "slot taken"
+	skipRunning = "still running elsewhere"
+)
+
+// admission describes the ZooKeeper side of one run.
+type admission struct {
+	root      string // absolute cluster root (chroot included)
+	job       string
+	slot      string
+	claim     bool   // the record is named after the slot: once per slot
+	noOverlap bool   // also the job's ephemeral running marker
+	name      string // the record's node name when not claiming
+	rec       runRecord
+	acl       []zk.ACL
+}
+
+func (a admission) runsPath() string    { return jobPath(a.root, a.job) + "/runs" }
+func (a admission) runningPath() string { return jobPath(a.root, a.job) + "/running" }
+
+// recordPath is where the run's record goes: named after the slot with
+// claims (so a slot can be created once), else a fresh unique name, known
+// before the write so that the running marker can point at it.
+func (a admission) recordPath() string {
+	if a.claim {
+		return a.runsPath() + "/" + a.slot
+	}
+	return a.runsPath() + "/" + a.name
+}
+
+// marker is the data of a job's running marker: whose run it guards.
+type marker struct {
+	Record string `json:"record"`
+	Node   string `json:"node"`
+	PGID   int    `json:"pgid"`
+}
+
+// ops are the creates that go into the admission Multi after the check of
+// the holder's node.
+func (a admission) ops() []any {
+	ops := []any{&zk.CreateRequest{Path: a.recordPath(), Data: a.rec.encode(), Acl: a.acl, Flags: zk.FlagPersistent}}
+	if a.noOverlap {
+		data, err := json.Marshal(marker{Record: a.recordPath(), Node: a.rec.Node, PGID: a.rec.PGID})
+		if err != nil {
+			panic(err) // strings and numbers always encode
+		}
+		ops = append(ops, &zk.CreateRequest{Path: a.runningPath(), Data: data, Acl: a.acl, Flags: zk.FlagEphemeral})
+	}
+	return ops
+}
+
+// outcome maps the admission Multi's result: the record's path, or a skip
+// reason, or an error. res[0] is the check of the holder's node.
+func (a admission) outcome(res []zk.MultiResponse, err error) (record, skip string, _ error) {
+	switch {
+	case err == nil:
+		return res[1].String, "", nil
+	case errors.Is(err, errNotActive), errors.Is(err, errLeadership):
+		return "", skipPassive, nil
+	case len(res) > 1 && errors.Is(res[1].Error, zk.ErrNodeExists):
+		return "", skipSlot, nil
+	case len(res) > 2 && errors.Is(res[2].Error, zk.ErrNodeExists):
+		return "", skipRunning, nil
+	case errors.Is(err, errOutcomeUnknown):
+		// The record may exist: the run must not start, and the operator
+		// must know.
+		return "", "", errors.New("admission outcome unknown: ZooKeeper did not answer")
+	}
+	return "", "", fmt.Errorf("admission: %w", err)
+}
+
+// runRequest is what one run asks for, whoever asks.
+type runRequest struct {
+	job, slot        string // job: the name in ZooKeeper (jobName)
+	claim, noOverlap bool
+	wait             time.Duration // wait this long to become active
+	limit            time.Duration // and at most this long for the election to place us
+	settled          func(standing) bool
+	killGrace        time.Duration
+	killGraceSet     bool
+	uid              int
+	cmd              string
+	pgid             int
+	// hold runs just before the admission write and says whether the
+	// write may go ahead; release undoes it when the run is not admitted.
+	// The agent tracks the job's process group here, so that a lease that
+	// ends at any moment from the write on reaches it.
+	hold func(token int64) (release func(), skip string)
+}
+
+// ticket is an admitted run.
+type ticket struct {
+	adm      admission
+	record   string // absolute path of the run record
+	token    int64
+	deadline time.Time
+	grace    time.Duration
+	session  int64 // the session the admission was written on
+}
+
+// admitter admits runs for one election: the agent's, or a direct run's
+// job lock.
+type admitter struct {
+	el     *election
+	zc     *zkClient
+	root   string // chroot-relative cluster root
+	node   string // this node's id
+	log    *slog.Logger
+	onGate func(time.Duration) // observes the admission write's duration
+
+	mu   sync.Mutex
+	made map[string]bool // jobs whose nodes exist
+}
+
+func newAdmitter(el *election, zc *zkClient, root, node string, log *slog.Logger) *admitter {
+	return &admitter{el: el, zc: zc, root: root, node: node, log: log, made: map[string]bool{}}
+}
+
+// admit decides one run: a ticket, a skip reason, or an error.
+func (a *admitter) admit(ctx context.Context, req runRequest) (*ticket, string, error) {
+	job := req.job
+	if err := validSlot(req.slot); err != nil {
+		return nil, "", err
+	}
+	adm := admission{root: a.zc.abs(a.root), job: job, slot: req.slot, claim: req.claim, noOverlap: req.noOverlap, acl: a.zc.acl}
+	st, skip := awaitTurn(ctx, a.el, a.zc, adm, req.wait, req.limit, req.settled)
+	if skip != "" {
+		return nil, skip, nil
+	}
+	// The job's nodes are made by the node that runs it, not by every
+	// passive node that skips it.
+	if err := a.ensureJob(job); err != nil {
+		return nil, "", fmt.Errorf("admission: %w", err)
+	}
+	grace, err := lease.KillGrace(st.Timeout, req.killGrace, req.killGraceSet)
+	if err != nil {
+		return nil, "", err
+	}
+	if adm.noOverlap {
+		a.clearStaleMarker(adm)
+	}
+	adm.name = "r-" + newGUID()[:16]
+	adm.rec = runRecord{Job: job, Node: a.node, Slot: req.slot, Start: jsonTime(time.Now()), Token: st.Token,
+		UID: req.uid, User: userName(req.uid), Cmd: req.cmd, PGID: req.pgid}
+	release := func() {}
+	if req.hold != nil {
+		r, skip := req.hold(st.Token)
+		if skip != "" {
+			return nil, skip, nil
+		}
+		release = r
+	}
+	t0 := time.Now()
+	ast, res, err := a.el.gate(adm.ops()...)
+	if a.onGate != nil {
+		a.onGate(time.Since(t0))
+	}
+	record, skip, err := adm.outcome(res, err)
+	if err != nil || skip != "" {
+		release()
+		return nil, skip, err
+	}
+	if !a.el.Status().active(time.Now()) {
+		// Admitted, but the reply came after the lease ran out: the job
+		// must not start. Give the claim back so another node can run the
+		// slot.
+		release()
+		if err := unclaim(a.zc.snapshot().Conn, adm, record); err != nil {
+			a.log.Warn("admitted after the lease ended; the record could not be removed", "record", record, "err", err)
+		}
+		return nil, skipPassive, nil
+	}
+	return &ticket{adm: adm, record: record, token: ast.Token, deadline: ast.Deadline, grace: grace, session: ast.SessionID}, "", nil
+}
+
+// ensureJob creates the job's runs parent once per admitter.
+func (a *admitter) ensureJob(job string) error {
+	a.mu.Lock()
+	made := a.made[job]
+	a.mu.Unlock()
+	if made {
+		return nil
+	}
+	if err := a.zc.ensurePath(a.zc.snapshot().Conn, jobPath(a.root, job)+"/runs"); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.made[job] = true
+	a.mu.Unlock()
+	return nil
+}
+
+// clearStaleMarker removes a running marker whose run is over, so that it
+// cannot make the next --no-overlap run skip: its record has an end (or is
+// gone), or it guards a run of this node whose process group is gone.
+// Whatever fails here leaves the marker; the admission then skips, as it
+// would for a run still going.
+func (a *admitter) clearStaleMarker(adm admission) {
+	conn := a.zc.snapshot().Conn
+	data, st, err := conn.Get(adm.runningPath())
+	if err != nil {
+		return
+	}
+	var m marker
+	if json.Unmarshal(data, &m) != nil || m.Record == "" {
+		return // a marker of an older hacron: it goes with its session
+	}
+	over := false
+	rdata, _, err := conn.Get(m.Record)
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		over = true
+	case err != nil:
+		return
+	default:
+		r, err := decodeRunRecord(rdata)
+		over = err == nil && r.End != ""
+		if !over && err == nil && m.Node == a.node && groupGone(m.PGID) {
+			if completeRecord(conn, m.Record, r, nil, resultUnknown) != nil {
+				return
+			}
+			over = true
+		}
+	}
+	if !over {
+		return
+	}
+	if err := conn.Delete(adm.runningPath(), st.Version); err == nil {
+		a.log.Info("removed the running marker of a run that is over", "job", adm.job, "record", m.Record)
+	}
+}
+
+// groupGone says whether no process of group pgid is left on this host.
+// EPERM still means someone is in it.
+func groupGone(pgid int) bool {
+	return pgid <= 1 || errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH)
+}
+
+// watchSlot says whether the slot's record exists, and gives a channel that
+// fires when that may have changed (nil when ZooKeeper cannot be asked now;
+// the caller's other wake-ups cover that).
+func (a admission) watchSlot(zc *zkClient) (bool, <-chan zk.Event) {
+	s := zc.snapshot()
+	if !s.Usable() {
+		return false, nil
+	}
+	ok, _, ch, err := s.Conn.ExistsW(a.runsPath() + "/" + a.slot)
+	if err != nil {
+		return false, nil
+	}
+	return ok, ch
+}
+
+// awaitTurn returns once the election says active, or why the run skips:
+// the slot taken meanwhile (claims only), passive once wait is over and
+// settled says the election has placed us, or the limit or ctx reached.
+func awaitTurn(ctx context.Context, el *election, zc *zkClient, a admission, wait, limit time.Duration, settled func(standing) bool) (standing, string) {
+	feed := el.subscribe()
+	defer el.unsubscribe(feed)
+	deadline := time.Now().Add(wait)
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for {
+		st := el.Status()
+		if st.active(time.Now()) {
+			return st, ""
+		}
+		if !time.Now().Before(deadline) && (settled == nil || settled(st)) {
+			return st, skipPassive
+		}
+		var slotCh <-chan zk.Event
+		if a.claim {
+			var taken bool
+			if taken, slotCh = a.watchSlot(zc); taken {
+				return st, skipSlot
+			}
+		}
+		select {
+		case <-feed.C():
+			feed.next()
+		case <-slotCh:
+		case <-timer.C:
+			return st, skipPassive
+		case <-ctx.Done():
+			return st, skipPassive
+		}
+	}
+}
+
+// unclaim removes the record (and running marker) of a run that was
+// admitted but never started.
+func unclaim(conn *zk.Conn, a admission, record string) error {
+	ops := []any{&zk.DeleteRequest{Path: record, Version: -1}}
+	if a.noOverlap {
+		ops = append(ops, &zk.DeleteRequest{Path: a.runningPath(), Version: -1})
+	}
+	_, err := conn.Multi(ops...)
+	return err
+}
+
+// newsKind is what happened to the lease a run holds.
+type newsKind int
+
+const (
+	newsRenewed   newsKind = iota // the deadline moved later
+	newsSuspended                 // disconnected: the deadline stands, and ends the run unless a renewal comes
+	newsLost                      // the lease is over now: end the run
+)
+
+// leaseNews is one thing a running job's supervisor must hear.
+type leaseNews struct {
+	kind     newsKind
+	deadline time.Time
+	why      string
+}
+
+// newsFor is what a run admitted under token hears of a standing, given
+// the last news it had; false when there is nothing new. A disconnect is
+// not a loss: only a lost session or node, a new token or a step-down is.
+func newsFor(st standing, token int64, last leaseNews) (leaseNews, bool) {
+	if (st.State != stateActive && st.State != stateSuspended) || st.Token != token {
+		return leaseNews{kind: newsLost, why: st.State.String() + ": " + st.why()}, true
+	}
+	n := leaseNews{kind: newsRenewed, deadline: st.Deadline}
+	if st.State == stateSuspended {
+		n.kind, n.why = newsSuspended, st.why()
+	}
+	if n.deadline.Before(last.deadline) {
+		n.deadline = last.deadline
+	}
+	if n.kind == last.kind && !n.deadline.After(last.deadline) {
+		return leaseNews{}, false
+	}
+	return n, true
+}
+
+// followLease sends out the news of the lease a run holds, from the
+// admission's deadline on, until the lease is lost or done closes. A slow
+// reader misses intermediate renewals, never the loss.
+func followLease(el *election, t *ticket, out chan<- leaseNews, done <-chan struct{}) {
+	feed := el.subscribe()
+	defer el.unsubscribe(feed)
+	last := leaseNews{kind: newsRenewed, deadline: t.deadline}
+	for {
+		for _, st := range feed.next() {
+			n, ok := newsFor(st, t.token, last)
+			if !ok {
+				continue
+			}
+			last = n
+			if n.kind == newsLost {
+				select {
+				case out <- n:
+				case <-done:
+				}
+				return
+			}
+			select {
+			case out <- n:
+			default: // the reader is behind; a later one follows
+			}
+		}
+		select {
+		case <-feed.C():
+		case <-done:
+			return
+		}
+	}
+}

@@ -250,7 +250,6 @@ func activeSince(c *testCandidate, t0 time.Time) time.Time {
 	}
 }
 
-
 // shared is one standalone ZooKeeper for the tests that do not fault the
 // server itself; each test has its own cluster path and its own proxies.
 var shared struct {

@@ -701,28 +701,44 @@ func (a *agent) completeLeftoversPerTerm(ctx context.Context) {
 	feed := a.el.subscribe()
 	defer a.el.unsubscribe(feed)
 	var done int64
+	var again <-chan time.Time
 	for {
-		if s := a.zc.snapshot(); s.Usable() && s.ID != done {
-			if a.completeLeftovers(ctx, s.Conn) == nil {
+		if s := a.zc.snapshot(); s.Usable() && (s.ID != done || again == nil && done == 0) {
+			alive, err := a.completeLeftovers(ctx, s.Conn)
+			if err == nil {
 				done = s.ID
+			}
+			again = nil
+			if alive > 0 || err != nil {
+				// Groups still going (a wrapper ending its job after the
+				// agent that admitted it died): look again soon.
+				again = time.After(leftoverRecheck)
 			}
 		}
 		select {
 		case <-feed.C():
 			feed.next()
+		case <-again:
+			done = 0
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-func (a *agent) completeLeftovers(ctx context.Context, conn *zk.Conn) error {
+// leftoverRecheck is how soon records whose process group was still alive
+// are looked at again.
+const leftoverRecheck = 2 * time.Second
+
+// completeLeftovers completes this node's records without an end whose
+// group is gone, and counts those whose group is still alive.
+func (a *agent) completeLeftovers(ctx context.Context, conn *zk.Conn) (alive int, _ error) {
 	jobs, _, err := conn.Children(a.zc.abs(a.root + "/jobs"))
 	if errors.Is(err, zk.ErrNoNode) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, job := range jobs {
 		runs := a.zc.abs(jobPath(a.root, job) + "/runs")
@@ -730,16 +746,23 @@ func (a *agent) completeLeftovers(ctx context.Context, conn *zk.Conn) error {
 			a.mu.Lock()
 			mine := a.open[runs+"/"+name]
 			a.mu.Unlock()
-			return r.Node == a.g.Node && !mine && groupGone(r.PGID)
+			if r.Node != a.g.Node || mine {
+				return false
+			}
+			if !groupGone(r.PGID) {
+				alive++
+				return false
+			}
+			return true
 		})
 		if n > 0 {
 			a.log.Warn("completed run records left without an end as unknown", "job", job, "records", n)
 		}
 		if err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return err
+			return alive, err
 		}
 	}
-	return nil
+	return alive, nil
 }
 
 // enforceTick is how often the agent checks its jobs against the lease.

@@ -234,6 +234,9 @@ func (r *runCmd) admitAgent(ctx context.Context, g *globals, job, slot string, c
 		req.KillGraceMS, req.KillGraceSet = r.KillGrace.Milliseconds(), true
 	}
 	ac, rep, err := askAgent(ctx, g.Socket, req, r.Wait+agentAnswerLimit)
+	if errors.Is(err, errInterrupted) {
+		return nil, "", withExit(exitUsage, errors.New("interrupted while waiting for admission; the job did not run"))
+	}
 	if err != nil {
 		return nil, "", err
 	}

@@ -222,6 +222,9 @@ func dialAgent(path string) (*net.UnixConn, error) {
 	return c.(*net.UnixConn), nil
 }
 
+// errInterrupted: a signal ended the wait for the agent's answer.
+var errInterrupted = errors.New("interrupted while waiting for the agent")
+
 // agentConn is a conversation with the local agent.
 type agentConn struct {
 	conn *net.UnixConn
@@ -250,7 +253,7 @@ func askAgent(ctx context.Context, path string, req request, limit time.Duration
 		err = ac.read(&rep)
 	}
 	if !stop() {
-		return nil, rep, withExit(exitUsage, errors.New("interrupted while waiting for the agent; nothing ran"))
+		return nil, rep, errInterrupted
 	}
 	c.SetDeadline(time.Time{})
 	var ne net.Error

@@ -27,6 +27,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"hacron/internal/lease"
+	"hacron/internal/wire"
 )
 
 type agentCmd struct {
@@ -401,39 +402,39 @@ func (a *agent) accept(ln *net.UnixListener) {
 
 func (a *agent) serve(c *net.UnixConn) {
 	defer c.Close()
-	uid, pid, err := peerCred(c)
+	uid, pid, err := wire.PeerCred(c)
 	if err != nil {
 		a.log.Warn("peer credentials", "err", err)
 		return
 	}
 	r := bufio.NewReaderSize(c, 4096)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var req request
-	if err := readMsg(r, &req); err != nil {
-		writeMsg(c, reply{V: protoVersion, Error: "bad request: " + err.Error(), Code: exitUsage})
+	var req wire.Request
+	if err := wire.Read(r, &req); err != nil {
+		wire.Write(c, wire.Reply{V: wire.Version, Error: "bad request: " + err.Error(), Code: exitUsage})
 		return
 	}
 	c.SetReadDeadline(time.Time{})
 	switch req.Op {
 	case "state":
 		info := a.stateInfo()
-		writeMsg(c, reply{V: protoVersion, State: &info})
+		wire.Write(c, wire.Reply{V: wire.Version, State: &info})
 	case "resign":
 		a.resign(c, uid, req)
 	case "run":
 		a.serveRun(c, r, uid, pid, req)
 	default:
-		writeMsg(c, reply{V: protoVersion, Error: fmt.Sprintf("unknown request %q", req.Op), Code: exitUsage})
+		wire.Write(c, wire.Reply{V: wire.Version, Error: fmt.Sprintf("unknown request %q", req.Op), Code: exitUsage})
 	}
 }
 
 // stateInfo answers `hacron state`. Fail closed: no session is unknown,
 // a lapsed lease is passive.
-func (a *agent) stateInfo() stateInfo {
+func (a *agent) stateInfo() wire.StateInfo {
 	now := time.Now()
 	st := a.el.Status()
 	s := a.zc.snapshot()
-	info := stateInfo{
+	info := wire.StateInfo{
 		Cluster:   a.g.Cluster,
 		Node:      a.g.Node,
 		State:     "passive",
@@ -457,14 +458,14 @@ func (a *agent) stateInfo() stateInfo {
 	return info
 }
 
-func (a *agent) resign(c *net.UnixConn, uid int, req request) {
+func (a *agent) resign(c *net.UnixConn, uid int, req wire.Request) {
 	if uid != 0 && uid != os.Getuid() {
-		writeMsg(c, reply{V: protoVersion, Error: fmt.Sprintf("permission denied: only root or the agent's user (uid %d) may resign", os.Getuid()), Code: exitUsage})
+		wire.Write(c, wire.Reply{V: wire.Version, Error: fmt.Sprintf("permission denied: only root or the agent's user (uid %d) may resign", os.Getuid()), Code: exitUsage})
 		return
 	}
 	hold := time.Duration(req.HoldMS) * time.Millisecond
 	if hold <= 0 {
-		writeMsg(c, reply{V: protoVersion, Error: "resign: --hold must be positive", Code: exitUsage})
+		wire.Write(c, wire.Reply{V: wire.Version, Error: "resign: --hold must be positive", Code: exitUsage})
 		return
 	}
 	a.log.Info("resigning", "hold", hold.String(), "uid", uid)
@@ -478,10 +479,10 @@ func (a *agent) resign(c *net.UnixConn, uid int, req request) {
 	}
 	a.unrevoke()
 	if err != nil {
-		writeMsg(c, reply{V: protoVersion, Error: "resign: the election is busy (no ZooKeeper session?)", Code: exitUsage})
+		wire.Write(c, wire.Reply{V: wire.Version, Error: "resign: the election is busy (no ZooKeeper session?)", Code: exitUsage})
 		return
 	}
-	writeMsg(c, reply{V: protoVersion, OK: true})
+	wire.Write(c, wire.Reply{V: wire.Version, OK: true})
 }
 
 func waitUntil(d time.Duration, cond func() bool) bool {
@@ -498,13 +499,13 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 // serveRun translates one run between the socket and the admission: the
 // request in, the decision out, then the lease's news until the wrapper
 // reports the end.
-func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req request) {
+func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req wire.Request) {
 	fail := func(err error) {
-		writeMsg(c, reply{V: protoVersion, Error: err.Error(), Code: exitCodeOf(err, exitUsage), Hints: hintsOf(err)})
+		wire.Write(c, wire.Reply{V: wire.Version, Error: err.Error(), Code: exitCodeOf(err, exitUsage), Hints: hintsOf(err)})
 	}
 	skip := func(reason string) {
 		a.log.Info("run", "cluster", a.g.Cluster, "state", "passive", "status", "ignore", "job", req.Job, "slot", req.Slot, "reason", reason, "cmd", joinArgs(req.Argv))
-		writeMsg(c, reply{V: protoVersion, Skip: reason})
+		wire.Write(c, wire.Reply{V: wire.Version, Skip: reason})
 	}
 	job, err := jobName(req.Job, uid)
 	if err != nil {
@@ -520,12 +521,12 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req req
 	// for it is abandoned without claiming anything.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	fromWrapper := make(chan request, 1)
+	fromWrapper := make(chan wire.Request, 1)
 	go func() {
 		defer close(fromWrapper)
 		defer cancel()
-		var m request
-		if readMsg(r, &m) == nil && m.Op == "exit" {
+		var m wire.Request
+		if wire.Read(r, &m) == nil && m.Op == "exit" {
 			fromWrapper <- m
 		}
 	}()
@@ -567,8 +568,8 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req req
 	done := make(chan struct{})
 	defer close(done)
 	go followLease(a.el, t, news, done)
-	if err := writeMsg(c, reply{V: protoVersion, Admitted: true, Token: t.token, Job: t.adm.job, Slot: t.adm.slot,
-		Node: a.g.Node, Cluster: a.g.Cluster, Run: t.record, KillGraceMS: t.grace.Milliseconds(), DeadlineMono: monoDeadline(t.deadline)}); err != nil {
+	if err := wire.Write(c, wire.Reply{V: wire.Version, Admitted: true, Token: t.token, Job: t.adm.job, Slot: t.adm.slot,
+		Node: a.g.Node, Cluster: a.g.Cluster, Run: t.record, KillGraceMS: t.grace.Milliseconds(), DeadlineMono: wire.MonoDeadline(t.deadline)}); err != nil {
 		a.wrapperGone(run)
 		return
 	}
@@ -582,14 +583,14 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req req
 			}
 			// Acknowledged first: during a partition the record's write
 			// waits for ZooKeeper, and the wrapper must not.
-			writeMsg(c, reply{V: protoVersion, OK: true})
+			wire.Write(c, wire.Reply{V: wire.Version, OK: true})
 			a.finish(run, &m.ExitCode, m.Result)
 			return
 		case <-revokeCh:
 			revokeCh = nil
 			if !lost {
 				lost = true
-				writeMsg(c, reply{V: protoVersion, Lost: "the agent is stepping down"})
+				wire.Write(c, wire.Reply{V: wire.Version, Lost: "the agent is stepping down"})
 			}
 		case n := <-news:
 			if lost {
@@ -598,11 +599,11 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req req
 			switch n.kind {
 			case newsLost:
 				lost = true
-				writeMsg(c, reply{V: protoVersion, Lost: n.why})
+				wire.Write(c, wire.Reply{V: wire.Version, Lost: n.why})
 			default:
 				// A disconnect changes nothing for the wrapper: the
 				// deadline it has stands until a renewal moves it.
-				writeMsg(c, reply{V: protoVersion, DeadlineMono: monoDeadline(n.deadline)})
+				wire.Write(c, wire.Reply{V: wire.Version, DeadlineMono: wire.MonoDeadline(n.deadline)})
 			}
 		}
 	}

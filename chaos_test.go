@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"hacron/internal/lease"
+	"hacron/internal/wire"
 )
 
 var (
@@ -51,7 +52,7 @@ func probeMain() {
 		os.Exit(2)
 	}
 	logLine := func(kind string) {
-		fmt.Fprintf(f, "%s %d %s %s %s %s %d\n", kind, monoNow(), node, job, slot, token, pid)
+		fmt.Fprintf(f, "%s %d %s %s %s %s %d\n", kind, wire.MonoNow(), node, job, slot, token, pid)
 	}
 	// Registered atomically: a reader never sees a half-written entry.
 	self := filepath.Join(reg, strconv.Itoa(pid))
@@ -72,7 +73,7 @@ func probeMain() {
 		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", other))
 		if err == nil && strings.Contains(string(cmd), "hacron-probe") {
 			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", other)); err == nil && !strings.Contains(string(st), ") Z ") {
-				fmt.Fprintf(f, "violation %d %s %s %s %s %d other=%s/%d\n", monoNow(), node, job, slot, token, pid, b, other)
+				fmt.Fprintf(f, "violation %d %s %s %s %s %d other=%s/%d\n", wire.MonoNow(), node, job, slot, token, pid, b, other)
 			}
 		}
 	}
@@ -390,7 +391,7 @@ func checkLedger(t *testing.T, path string, start time.Time, faults []faultEvent
 			o := fmt.Sprintf("%s %s/%s and %s %s/%s", a.node, a.job, a.slot, b.node, b.job, b.slot)
 			pause := time.Duration(0)
 			for _, fe := range faults {
-				p0, p1 := monoDeadline(fe.at), monoDeadline(fe.healed)
+				p0, p1 := wire.MonoDeadline(fe.at), wire.MonoDeadline(fe.healed)
 				if fe.node == a.node && fe.pauseOf > margin && p0 < a.end && p1 > a.start {
 					pause = fe.pauseOf
 				}
@@ -436,7 +437,7 @@ func checkLedger(t *testing.T, path string, start time.Time, faults []faultEvent
 		if !fe.healed.IsZero() && fe.node == "zk" {
 			from = fe.healed
 		}
-		fromMono := monoDeadline(from)
+		fromMono := wire.MonoDeadline(from)
 		next := "-"
 		late := ""
 		for _, r := range all {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"hacron/internal/wire"
 )
 
 func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, job, slot string, pgid int) (*grant, string, error) {
@@ -167,21 +168,21 @@ func durationOr(d *time.Duration) time.Duration {
 
 // directState answers `hacron state` in direct mode from ZooKeeper: this
 // node is active while it holds some job's lock.
-func directState(ctx context.Context, g *globals) (stateInfo, error) {
+func directState(ctx context.Context, g *globals) (wire.StateInfo, error) {
 	log := slog.New(slog.DiscardHandler)
 	zc, err := dialZK(ctx, g.zkConfig(), log)
 	if err != nil {
-		return stateInfo{}, err
+		return wire.StateInfo{}, err
 	}
 	defer zc.Close()
 	conn := zc.snapshot().Conn
-	info := stateInfo{Cluster: g.Cluster, Node: g.Node, State: "passive", Reason: "holds no job lock", SessionID: "0x0"}
+	info := wire.StateInfo{Cluster: g.Cluster, Node: g.Node, State: "passive", Reason: "holds no job lock", SessionID: "0x0"}
 	jobs, _, err := conn.Children(zc.abs(g.clusterRoot() + "/jobs"))
 	if errors.Is(err, zk.ErrNoNode) {
 		return info, nil
 	}
 	if err != nil {
-		return stateInfo{}, err
+		return wire.StateInfo{}, err
 	}
 	for _, job := range jobs {
 		lock := zc.abs(jobPath(g.clusterRoot(), job) + "/lock")

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"hacron/internal/wire"
 	"strings"
 	"testing"
 )
@@ -66,24 +67,24 @@ func FuzzSocketDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		var req request
-		if err := decodeMsg(line, &req); err == nil {
-			if req.V != protoVersion {
+		var req wire.Request
+		if err := wire.Decode(line, &req); err == nil {
+			if req.V != wire.Version {
 				t.Errorf("accepted version %d", req.V)
 			}
 			// What was accepted is what the peer meant: encoded again, it
 			// decodes to the same request.
 			b, _ := json.Marshal(req)
-			var again request
-			if err := decodeMsg(b, &again); err != nil {
+			var again wire.Request
+			if err := wire.Decode(b, &again); err != nil {
 				t.Fatalf("re-encoded %s: %v", b, err)
 			}
 			if b2, _ := json.Marshal(again); string(b2) != string(b) {
 				t.Errorf("round trip changed %s into %s", b, b2)
 			}
 		}
-		var rep reply
-		if err := decodeMsg(line, &rep); err == nil && rep.V != protoVersion {
+		var rep wire.Reply
+		if err := wire.Decode(line, &rep); err == nil && rep.V != wire.Version {
 			t.Errorf("accepted reply version %d", rep.V)
 		}
 	})

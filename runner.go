@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"hacron/internal/wire"
 )
 
 type runCmd struct {
@@ -228,7 +229,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 // admitAgent asks the local agent. The socket's messages become the
 // lease's news here, at the edge.
 func (r *runCmd) admitAgent(ctx context.Context, g *globals, job, slot string, claim bool, pgid int) (*grant, string, error) {
-	req := request{V: protoVersion, Op: "run", Job: job, Slot: slot, Claim: claim, NoOverlap: r.NoOverlap,
+	req := wire.Request{V: wire.Version, Op: "run", Job: job, Slot: slot, Claim: claim, NoOverlap: r.NoOverlap,
 		WaitMS: r.Wait.Milliseconds(), Argv: r.Command, PGID: pgid}
 	if r.KillGrace != nil {
 		req.KillGraceMS, req.KillGraceSet = r.KillGrace.Milliseconds(), true
@@ -255,7 +256,7 @@ func (r *runCmd) admitAgent(ctx context.Context, g *globals, job, slot string, c
 	go func() {
 		defer close(news)
 		for {
-			var m reply
+			var m wire.Reply
 			if ac.read(&m) != nil {
 				return
 			}
@@ -266,20 +267,20 @@ func (r *runCmd) admitAgent(ctx context.Context, g *globals, job, slot string, c
 			case m.Lost != "":
 				news <- leaseNews{kind: newsLost, why: m.Lost}
 			case m.DeadlineMono != 0:
-				news <- leaseNews{kind: newsRenewed, deadline: fromMono(m.DeadlineMono)}
+				news <- leaseNews{kind: newsRenewed, deadline: wire.FromMono(m.DeadlineMono)}
 			}
 		}
 	}()
 	return &grant{
 		cluster: rep.Cluster, node: rep.Node, job: rep.Job, slot: rep.Slot, token: rep.Token,
 		grace:    time.Duration(rep.KillGraceMS) * time.Millisecond,
-		deadline: fromMono(rep.DeadlineMono),
+		deadline: wire.FromMono(rep.DeadlineMono),
 		news:     news,
 		report: func(code int, result string) {
 			// A hung agent must not hold up the exit for long: it
 			// records the end itself when the job's group is gone.
 			ac.conn.SetDeadline(time.Now().Add(time.Second))
-			if writeMsg(ac.conn, request{V: protoVersion, Op: "exit", ExitCode: code, Result: result}) == nil {
+			if wire.Write(ac.conn, wire.Request{V: wire.Version, Op: "exit", ExitCode: code, Result: result}) == nil {
 				select {
 				case <-ack:
 				case <-time.After(time.Second):

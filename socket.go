@@ -1,211 +1,17 @@
 package main
 
-// The agent socket protocol, version 1.
-//
-// A unix stream socket (/run/hacron/<cluster>.sock, mode 0660). Every
-// message is one line of JSON, at most maxMessage bytes, and carries
-// "v": 1. The client sends a request; the agent answers. A message of an
-// unknown version, an over-long line or bad JSON ends the connection with an
-// error reply; nothing is run.
-//
-//	op "state":   {"v":1,"op":"state"}
-//	              <- {"v":1,"state":{...}} (the `hacron state --json` document)
-//	op "resign":  {"v":1,"op":"resign","hold_ms":30000}
-//	              <- {"v":1,"ok":true} once the agent has stepped down
-//	op "run":     {"v":1,"op":"run","job":..,"slot":..,"claim":..,"no_overlap":..,
-//	               "wait_ms":N,"argv":[..],"pgid":N,"kill_grace_ms":N,
-//	               "kill_grace_set":bool}
-//	              A passive agent waits up to wait_ms to become active, and
-//	              less if the slot's record appears (claim only).
-//	              pgid is the process group the job will run in, created
-//	              before asking (its first process waits for the go-ahead
-//	              before exec), so the agent can always end it.
-//	              <- {"v":1,"skip":"reason"}                    skipped; closed
-//	              <- {"v":1,"error":..,"hint":..,"code":125}     refused; closed
-//	              <- {"v":1,"admitted":true,"token":..,"job":..,"slot":..,
-//	                  "node":..,"cluster":..,"run":..,"kill_grace_ms":..,
-//	                  "deadline_mono_ns":N}
-//	              then, while the job runs, the agent sends
-//	              <- {"v":1,"deadline_mono_ns":N} after every lease renewal
-//	              <- {"v":1,"lost":"reason"} when the lease ends early
-//	              and the client ends with
-//	              -> {"v":1,"op":"exit","exit_code":N,"result":"ok"}
-//	              <- {"v":1,"ok":true}
-//
-// deadline_mono_ns is an absolute CLOCK_MONOTONIC time, which every process
-// on the host shares: a lease end that does not drift with transit delays.
-// Who may ask what (root or the agent's user for resign) is decided from the
-// peer's SO_PEERCRED credentials.
+// The client side of the agent socket: one request, an answer within a
+// bound, and the conversation that follows.
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"hacron/internal/wire"
 	"net"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
-
-const (
-	protoVersion = 1
-	maxMessage   = 64 << 10
-)
-
-type request struct {
-	V            int      `json:"v"`
-	Op           string   `json:"op"`
-	Job          string   `json:"job,omitempty"`
-	Slot         string   `json:"slot,omitempty"`
-	Claim        bool     `json:"claim,omitempty"`
-	NoOverlap    bool     `json:"no_overlap,omitempty"`
-	WaitMS       int64    `json:"wait_ms,omitempty"`
-	Argv         []string `json:"argv,omitempty"`
-	PGID         int      `json:"pgid,omitempty"`
-	KillGraceMS  int64    `json:"kill_grace_ms,omitempty"`
-	KillGraceSet bool     `json:"kill_grace_set,omitempty"`
-	HoldMS       int64    `json:"hold_ms,omitempty"`
-	ExitCode     int      `json:"exit_code,omitempty"`
-	Result       string   `json:"result,omitempty"`
-}
-
-type reply struct {
-	V            int        `json:"v"`
-	Error        string     `json:"error,omitempty"`
-	Hint         string     `json:"hint,omitempty"`  // version 1's hints joined by "; "; read, never sent
-	Hints        []string   `json:"hints,omitempty"` // one per line`
-	Code         int        `json:"code,omitempty"`
-	OK           bool       `json:"ok,omitempty"`
-	Skip         string     `json:"skip,omitempty"`
-	Admitted     bool       `json:"admitted,omitempty"`
-	Token        int64      `json:"token,omitempty"`
-	Job          string     `json:"job,omitempty"`
-	Slot         string     `json:"slot,omitempty"`
-	Node         string     `json:"node,omitempty"`
-	Cluster      string     `json:"cluster,omitempty"`
-	Run          string     `json:"run,omitempty"`
-	KillGraceMS  int64      `json:"kill_grace_ms,omitempty"`
-	DeadlineMono int64      `json:"deadline_mono_ns,omitempty"`
-	Lost         string     `json:"lost,omitempty"`
-	State        *stateInfo `json:"state,omitempty"`
-}
-
-// stateInfo is the `hacron state --json` document.
-type stateInfo struct {
-	Cluster          string `json:"cluster"`
-	Node             string `json:"node"`
-	State            string `json:"state"`
-	Reason           string `json:"reason"`
-	Since            string `json:"since,omitempty"`
-	Leader           string `json:"leader"`
-	Token            int64  `json:"token"`
-	SessionID        string `json:"session_id"`
-	LeaseRemainingMS int64  `json:"lease_remaining_ms"`
-}
-
-var errMessageTooLong = errors.New("message too long")
-
-// readMsg reads one line of JSON into v. Unknown fields are refused, so a
-// peer speaking another dialect fails loudly.
-func readMsg(r *bufio.Reader, v any) error {
-	var line []byte
-	for {
-		chunk, err := r.ReadSlice('\n')
-		line = append(line, chunk...)
-		if len(line) > maxMessage {
-			return errMessageTooLong
-		}
-		if err == nil {
-			break
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if errors.Is(err, io.EOF) && len(line) > 0 {
-			return io.ErrUnexpectedEOF
-		}
-		return err
-	}
-	return decodeMsg(line, v)
-}
-
-// decodeMsg decodes one message and checks its version.
-func decodeMsg(line []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("bad message: %w", err)
-	}
-	if dec.More() {
-		return errors.New("bad message: trailing data")
-	}
-	var ver int
-	switch m := v.(type) {
-	case *request:
-		ver = m.V
-	case *reply:
-		ver = m.V
-	}
-	if ver != protoVersion {
-		return fmt.Errorf("protocol version %d, want %d", ver, protoVersion)
-	}
-	return nil
-}
-
-// writeMsg sends one message; a write that cannot finish in time means
-// the peer is stuck, and the connection is given up.
-func writeMsg(c net.Conn, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err = c.Write(append(b, '\n'))
-	return err
-}
-
-// monoNow is CLOCK_MONOTONIC, shared by every process on the host (Go's
-// own monotonic readings are relative to each process's start).
-func monoNow() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		panic(err) // cannot fail on Linux
-	}
-	return ts.Nano()
-}
-
-// monoDeadline converts a deadline of this process to CLOCK_MONOTONIC.
-func monoDeadline(t time.Time) int64 {
-	return monoNow() + int64(time.Until(t))
-}
-
-// fromMono converts a CLOCK_MONOTONIC deadline to a time of this process.
-func fromMono(ns int64) time.Time {
-	return time.Now().Add(time.Duration(ns - monoNow()))
-}
-
-// peerCred returns the uid and pid of the process on the other end.
-func peerCred(c *net.UnixConn) (uid, pid int, err error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, 0, err
-	}
-	var cred *unix.Ucred
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, 0, err
-	}
-	if serr != nil {
-		return 0, 0, serr
-	}
-	return int(cred.Uid), int(cred.Pid), nil
-}
 
 // agentAnswerLimit is how long the agent may take to answer beyond what
 // the request itself asks it to wait: a hung or stopped agent must not
@@ -234,14 +40,14 @@ type agentConn struct {
 
 func (a *agentConn) Close() error { return a.conn.Close() }
 
-func (a *agentConn) read(v any) error { return readMsg(a.br, v) }
+func (a *agentConn) read(v any) error { return wire.Read(a.br, v) }
 
 // askAgent sends one request and returns the agent's first answer, which
 // must arrive within limit; an error answer becomes an error with the
 // agent's hints and code. ctx ending (a signal) abandons the wait: nothing
 // has run. The connection stays open for what follows the answer.
-func askAgent(ctx context.Context, path string, req request, limit time.Duration) (*agentConn, reply, error) {
-	var rep reply
+func askAgent(ctx context.Context, path string, req wire.Request, limit time.Duration) (*agentConn, wire.Reply, error) {
+	var rep wire.Reply
 	c, err := dialAgent(path)
 	if err != nil {
 		return nil, rep, err
@@ -249,7 +55,7 @@ func askAgent(ctx context.Context, path string, req request, limit time.Duration
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	c.SetDeadline(time.Now().Add(limit))
 	ac := &agentConn{conn: c, br: bufio.NewReader(c), path: path}
-	if err = writeMsg(c, req); err == nil {
+	if err = wire.Write(c, req); err == nil {
 		err = ac.read(&rep)
 	}
 	if !stop() {

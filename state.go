@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hacron/internal/wire"
 	"os"
 	"time"
 )
@@ -25,7 +26,7 @@ const (
 )
 
 func (s *stateCmd) Run(ctx context.Context, g *globals) error {
-	var info stateInfo
+	var info wire.StateInfo
 	var err error
 	if g.Direct {
 		info, err = directState(ctx, g)
@@ -33,7 +34,7 @@ func (s *stateCmd) Run(ctx context.Context, g *globals) error {
 		info, err = askState(g)
 	}
 	if err != nil {
-		info = stateInfo{Cluster: g.Cluster, Node: g.Node, State: "unknown", Reason: err.Error()}
+		info = wire.StateInfo{Cluster: g.Cluster, Node: g.Node, State: "unknown", Reason: err.Error()}
 	}
 	if !s.Quiet {
 		switch {
@@ -60,14 +61,14 @@ func (s *stateCmd) Run(ctx context.Context, g *globals) error {
 }
 
 // askState asks the agent; a lease that the answer says is over is passive.
-func askState(g *globals) (stateInfo, error) {
-	ac, rep, err := askAgent(context.Background(), g.Socket, request{V: protoVersion, Op: "state"}, stateAnswerLimit)
+func askState(g *globals) (wire.StateInfo, error) {
+	ac, rep, err := askAgent(context.Background(), g.Socket, wire.Request{V: wire.Version, Op: "state"}, stateAnswerLimit)
 	if err != nil {
-		return stateInfo{}, err
+		return wire.StateInfo{}, err
 	}
 	ac.Close()
 	if rep.State == nil {
-		return stateInfo{}, fmt.Errorf("agent at %s: no state in the answer", g.Socket)
+		return wire.StateInfo{}, fmt.Errorf("agent at %s: no state in the answer", g.Socket)
 	}
 	info := *rep.State
 	if info.State == "active" && info.LeaseRemainingMS <= 0 {
@@ -97,7 +98,7 @@ func (r *resignCmd) Run(ctx context.Context, g *globals) error {
 	if r.Hold <= 0 {
 		return errors.New("--hold must be positive")
 	}
-	ac, _, err := askAgent(ctx, g.Socket, request{V: protoVersion, Op: "resign", HoldMS: r.Hold.Milliseconds()}, resignAnswerLimit)
+	ac, _, err := askAgent(ctx, g.Socket, wire.Request{V: wire.Version, Op: "resign", HoldMS: r.Hold.Milliseconds()}, resignAnswerLimit)
 	if err != nil {
 		return err
 	}

@@ -20,11 +20,14 @@ import (
 	"hacron/internal/wire"
 )
 
-func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, job, slot string, pgid int) (*grant, string, error) {
-	job, err := jobName(job, os.Getuid())
+// admitDirect admits one run in direct mode: its own session, the job's
+// own election, and the same admission as an agent's.
+func admitDirect(ctx context.Context, g *globals, log *slog.Logger, req runRequest) (*grant, string, error) {
+	job, err := jobName(req.job, req.uid)
 	if err != nil {
 		return nil, "", err
 	}
+	slot := req.slot
 	zc, err := dialZK(ctx, g.zkConfig(), log)
 	if err != nil {
 		return nil, "", err
@@ -67,18 +70,15 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 	adm.made[job] = true
 	// Try once (the default) still waits for the election to place this
 	// run, at most one session timeout.
-	t, skip, err := adm.admit(ctx, runRequest{
-		job: job, slot: slot, claim: true, noOverlap: r.NoOverlap,
-		wait: r.Wait, limit: max(r.Wait, zc.cfg.SessionTimeout),
-		settled:   func(st standing) bool { return st.Ahead > 0 },
-		killGrace: durationOr(r.KillGrace), killGraceSet: r.KillGrace != nil,
-		uid: os.Getuid(), cmd: joinArgs(r.Command), pgid: pgid,
-	})
+	req.job, req.claim = job, true
+	req.limit = max(req.wait, zc.cfg.SessionTimeout)
+	req.settled = func(st standing) bool { return st.Ahead > 0 }
+	t, skip, err := adm.admit(ctx, req)
 	if err != nil || skip != "" {
 		release()
 		return nil, skip, err
 	}
-	watchdog, err := startWatchdog(pgid)
+	watchdog, err := startWatchdog(req.pgid)
 	if err != nil {
 		unclaim(zc.snapshot().Conn, t.adm, t.record)
 		release()
@@ -159,12 +159,6 @@ func startWatchdog(pgid int) (*os.File, error) {
 	return wr, nil
 }
 
-func durationOr(d *time.Duration) time.Duration {
-	if d == nil {
-		return 0
-	}
-	return *d
-}
 
 // directState answers `hacron state` in direct mode from ZooKeeper: this
 // node is active while it holds some job's lock.

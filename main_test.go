@@ -34,7 +34,7 @@ func hacronMain() {
 		if err != nil {
 			panic(err)
 		}
-		now = func() time.Time { return t }
+		slotClock = func() time.Time { return t }
 	}
 	if path := os.Getenv("HACRON_TEST_SYSLOG"); path != "" {
 		dialSyslog = func(p syslog.Priority) (*syslog.Writer, error) {

@@ -95,9 +95,10 @@ func (r *runCmd) Validate() error {
 	return nil
 }
 
-// now is the clock slots are computed from; tests set it (only inside the
-// test binary's hacron command) to start a run "late" without sleeping.
-var now = time.Now
+// slotClock is the clock slots are computed from; tests set it (only
+// inside the test binary's hacron command) to start a run "late" without
+// sleeping.
+var slotClock = time.Now
 
 // slot returns the run's slot and whether slot claims are on.
 func (r *runCmd) slot(g *globals) (string, bool, error) {
@@ -106,10 +107,10 @@ func (r *runCmd) slot(g *globals) (string, bool, error) {
 	case r.Slot != "":
 		return r.Slot, claim, validSlot(r.Slot)
 	case r.Schedule != "":
-		s, err := scheduleSlot(r.Schedule, now())
+		s, err := scheduleSlot(r.Schedule, slotClock())
 		return s, claim, err
 	}
-	return defaultSlot(now()), claim, nil
+	return defaultSlot(slotClock()), claim, nil
 }
 
 // grant is an admitted run, whichever mode admitted it.
@@ -152,12 +153,17 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	shimDone := make(chan syscall.WaitStatus, 1)
 	go reapChildren(shim, shimDone)
 
+	req := runRequest{job: job, slot: slot, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
+		uid: os.Getuid(), cmd: joinArgs(r.Command), pgid: shim}
+	if r.KillGrace != nil {
+		req.killGrace, req.killGraceSet = *r.KillGrace, true
+	}
 	var gr *grant
 	var skip string
 	if g.Direct {
-		gr, skip, err = r.admitDirect(ctx, g, log, job, slot, shim)
+		gr, skip, err = admitDirect(ctx, g, log, req)
 	} else {
-		gr, skip, err = r.admitAgent(ctx, g, job, slot, claim, shim)
+		gr, skip, err = admitAgent(ctx, g.Socket, req, r.Command)
 	}
 	if err != nil || skip != "" {
 		// Without the go-ahead the shim exits on its own, running
@@ -226,15 +232,14 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	return silentExit(code)
 }
 
-// admitAgent asks the local agent. The socket's messages become the
-// lease's news here, at the edge.
-func (r *runCmd) admitAgent(ctx context.Context, g *globals, job, slot string, claim bool, pgid int) (*grant, string, error) {
-	req := wire.Request{V: wire.Version, Op: "run", Job: job, Slot: slot, Claim: claim, NoOverlap: r.NoOverlap,
-		WaitMS: r.Wait.Milliseconds(), Argv: r.Command, PGID: pgid}
-	if r.KillGrace != nil {
-		req.KillGraceMS, req.KillGraceSet = r.KillGrace.Milliseconds(), true
-	}
-	ac, rep, err := askAgent(ctx, g.Socket, req, r.Wait+agentAnswerLimit)
+// admitAgent asks the local agent. The request and the socket's messages
+// are translated here, at the edge: the agent names the job for the
+// caller's uid and the command from argv.
+func admitAgent(ctx context.Context, socket string, req runRequest, argv []string) (*grant, string, error) {
+	m := wire.Request{V: wire.Version, Op: "run", Job: req.job, Slot: req.slot, Claim: req.claim, NoOverlap: req.noOverlap,
+		WaitMS: req.wait.Milliseconds(), Argv: argv, PGID: req.pgid,
+		KillGraceMS: req.killGrace.Milliseconds(), KillGraceSet: req.killGraceSet}
+	ac, rep, err := askAgent(ctx, socket, m, req.wait+agentAnswerLimit)
 	if errors.Is(err, errInterrupted) {
 		return nil, "", withExit(exitUsage, errors.New("interrupted while waiting for admission; the job did not run"))
 	}

@@ -813,8 +813,11 @@ func (a *agent) enforceRun(r *admittedRun, now time.Time, st standing, revoked b
 	gone, reported, t := r.wrapperGone, r.reported, r.t
 	a.mu.Unlock()
 	if groupGone(r.pgid) {
+		if t == nil {
+			return // admission in flight: it untracks the run if it fails
+		}
 		if gone || reported {
-			if !reported && t != nil {
+			if !reported {
 				result := resultKilled
 				if r.termSent || r.killSent {
 					result = resultLost

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -240,7 +241,19 @@ func TestIntegration_SignalDuringWait(t *testing.T) {
 	_, b := startPair(t, env)
 	dir := t.TempDir()
 	r := b.run("--wait", "30s", "--slot", "W", "--", "touch", dir+"/ran")
-	time.Sleep(500 * time.Millisecond)
+	// The wrapper has started its job's first process once it asks the
+	// agent (its signal handling is in place long before).
+	pid := r.cmd.Process.Pid
+	waitFor(t, 20*time.Second, "the wrapper's job process", func() bool {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		for _, f := range tasks {
+			if b, err := os.ReadFile(f); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(200 * time.Millisecond)
 	t0 := time.Now()
 	r.signal(syscall.SIGTERM)
 	code := r.wait(10 * time.Second)

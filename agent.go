@@ -558,7 +558,7 @@ func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req reques
 		fail(err)
 		return
 	}
-	adm.rec = runRecord{Job: req.Job, Node: a.g.Node, Slot: req.Slot, Start: jsonTime(time.Now()), Token: st.Token, UID: uid, User: userName(uid)}
+	adm.rec = runRecord{Job: req.Job, Node: a.g.Node, Slot: req.Slot, Start: jsonTime(time.Now()), Token: st.Token, UID: uid, User: userName(uid), Cmd: recordCmd(req.Argv)}
 	run := &admittedRun{adm: adm, pgid: req.PGID, grace: grace, start: time.Now()}
 
 	// Tracked before the admission, so that a lease that ends at any point

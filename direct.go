@@ -75,7 +75,7 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 		release()
 		return nil, "", err
 	}
-	adm.rec = runRecord{Job: job, Node: g.Node, Slot: slot, Start: jsonTime(time.Now()), Token: st.Token, UID: os.Getuid(), User: userName(os.Getuid())}
+	adm.rec = runRecord{Job: job, Node: g.Node, Slot: slot, Start: jsonTime(time.Now()), Token: st.Token, UID: os.Getuid(), User: userName(os.Getuid()), Cmd: recordCmd(r.Command)}
 	ast, res, err := el.admit(adm.ops()...)
 	record, skip, err := adm.outcome(res, err)
 	if err != nil || skip != "" {

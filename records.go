@@ -32,6 +32,7 @@ type runRecord struct {
 	Token    int64  `json:"token"`
 	UID      int    `json:"uid"`
 	User     string `json:"user"`
+	Cmd      string `json:"cmd,omitempty"`
 }
 
 // Results of a run.

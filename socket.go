@@ -208,6 +208,9 @@ func peerCred(c *net.UnixConn) (uid, pid int, err error) {
 // dialAgent connects to the local agent.
 func dialAgent(path string) (*net.UnixConn, error) {
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if errors.Is(err, unix.EACCES) {
+		return nil, withHint(fmt.Errorf("agent unreachable at %s: %w", path, unwrapOp(err)), socketDeniedHints(path)...)
+	}
 	if err != nil {
 		return nil, withHint(fmt.Errorf("agent unreachable at %s: %w", path, unwrapOp(err)),
 			"is `hacron agent` running for this cluster? (systemctl status hacron-agent)")

@@ -245,9 +245,9 @@ func terminalWidth() int {
 // 128-character job name must not make a 250-column table. The command
 // takes what is left of the line, but never less than minCmdWidth.
 const (
-	maxJobWidth  = 32
+	maxJobWidth  = 24
 	maxSlotWidth = 20 // a default slot, 2006-01-02T15:04:00Z, fits
-	maxNodeWidth = 20
+	maxNodeWidth = 16
 	minCmdWidth  = 12
 )
 

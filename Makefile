@@ -56,15 +56,30 @@ bench: zookeeper
 demo: zookeeper build
 	./dist/demo.sh
 
-# make install [DESTDIR=...] [PREFIX=/usr/local] [RCRON=1]: the binary, the
-# systemd unit, the example config (kept if one exists), and with RCRON=1
-# an rcron symlink for existing crontabs.
+# make install [DESTDIR=...] [PREFIX=/usr/local] [RCRON=1] [FORCE=1]: the
+# binary, the unit's stop helper, the systemd unit and the example config.
+# An existing unit or config is left as it is (an admin may have edited
+# it); FORCE=1 replaces both. RCRON=1 adds an rcron symlink for existing
+# crontabs.
 PREFIX ?= /usr/local
+UNIT   := $(DESTDIR)/etc/systemd/system/hacron-agent.service
+CONF   := $(DESTDIR)/etc/hacron/hacron.conf
 install: build
 	install -D -m 0755 hacron $(DESTDIR)$(PREFIX)/bin/hacron
-	install -D -m 0644 dist/hacron-agent.service $(DESTDIR)/etc/systemd/system/hacron-agent.service
-	sed -i 's|/usr/local/bin/hacron|$(PREFIX)/bin/hacron|' $(DESTDIR)/etc/systemd/system/hacron-agent.service
-	test -e $(DESTDIR)/etc/hacron/hacron.conf || install -D -m 0644 dist/hacron.conf $(DESTDIR)/etc/hacron/hacron.conf
+	install -D -m 0755 dist/hacron-state-passive $(DESTDIR)$(PREFIX)/lib/hacron/state-passive
+	@if [ -e $(UNIT) ] && [ -z "$(FORCE)" ]; then \
+		echo "kept $(UNIT) (FORCE=1 replaces it)"; \
+	else \
+		install -d $(dir $(UNIT)) && \
+		sed 's|/usr/local/|$(PREFIX)/|g' dist/hacron-agent.service >$(UNIT).tmp && \
+		chmod 0644 $(UNIT).tmp && mv -f $(UNIT).tmp $(UNIT) && \
+		echo "installed $(UNIT) (then: systemctl daemon-reload)"; \
+	fi
+	@if [ -e $(CONF) ] && [ -z "$(FORCE)" ]; then \
+		echo "kept $(CONF) (FORCE=1 replaces it)"; \
+	else \
+		install -D -m 0644 dist/hacron.conf $(CONF) && echo "installed $(CONF): edit it before starting the agent"; \
+	fi
 	if [ -n "$(RCRON)" ]; then ln -sf hacron $(DESTDIR)$(PREFIX)/bin/rcron; fi
 
 clean:

@@ -537,7 +537,7 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req wir
 		job: job, slot: req.Slot, claim: req.Claim, noOverlap: req.NoOverlap,
 		wait: wait, limit: wait,
 		killGrace: time.Duration(req.KillGraceMS) * time.Millisecond, killGraceSet: req.KillGraceSet,
-		uid: uid, cmd: joinArgs(req.Argv), pgid: req.PGID,
+		uid: uid, cmd: recordCmd(req.Argv), pgid: req.PGID,
 		hold: func(token int64) (func(), string) {
 			a.mu.Lock()
 			defer a.mu.Unlock()

@@ -16,20 +16,22 @@ import (
 	"hacron/internal/lease"
 )
 
-type checkCmd struct{}
+type checkCmd struct {
+	RcronConf string `name:"rcron-conf" placeholder:"FILE" default:"${rcron_config}" help:"rcron's config, checked against hacron's for the rcron drop-in; a missing default file is fine (default: ${default})."`
+}
 
 // exitCheckFailed is hacron check's "something is wrong".
 const exitCheckFailed = 1
 
-func (c *checkCmd) Run(ctx context.Context, g *globals) error {
-	problems := runCheck(ctx, g, os.Stdout)
+func (c *checkCmd) Run(ctx context.Context, g *globals, cfg *config) error {
+	problems := runCheck(ctx, g, cfg, c.RcronConf, os.Stdout)
 	if problems > 0 {
 		return withExit(exitCheckFailed, fmt.Errorf("%d problem(s) found", problems))
 	}
 	return nil
 }
 
-func runCheck(ctx context.Context, g *globals, w io.Writer) (problems int) {
+func runCheck(ctx context.Context, g *globals, cfg *config, rcronPath string, w io.Writer) (problems int) {
 	ok := func(format string, args ...any) { fmt.Fprintf(w, "ok       "+format+"\n", args...) }
 	warn := func(format string, args ...any) { fmt.Fprintf(w, "warning  "+format+"\n", args...) }
 	bad := func(format string, args ...any) {
@@ -45,6 +47,16 @@ func runCheck(ctx context.Context, g *globals, w io.Writer) (problems int) {
 		ok("config %s read", path)
 	} else if !named {
 		ok("config %s absent: defaults, environment and flags only", path)
+	}
+	for _, f := range configFindings(g, cfg, rcronPath) {
+		switch f.level {
+		case findingOK:
+			ok("%s", f.msg)
+		case findingWarning:
+			warn("%s", f.msg)
+		default:
+			bad("%s", f.msg)
+		}
 	}
 	mode := "agent"
 	if g.Direct {
@@ -91,7 +103,7 @@ func runCheck(ctx context.Context, g *globals, w io.Writer) (problems int) {
 		ok("kill grace at most T - T/2 - margin = %v - %v - %v = %v; the default (5s) becomes %v", T, length, lease.KillMargin(T), limit, min(lease.DefaultKillGrace, limit))
 	}
 
-	doc, err := readStatus(zc, g.Cluster)
+	doc, err := readStatus(zc, g.Cluster, statusQuery{})
 	if err != nil {
 		bad("reading /hacron/%s: %v", g.Cluster, err)
 		return problems
@@ -143,6 +155,77 @@ func foreignChildren(zc *zkClient, g *globals) []string {
 	for _, k := range kids {
 		if _, ok := parseCandidate(k); !ok {
 			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// A finding of hacron check about the configuration files.
+type finding struct {
+	level int
+	msg   string
+}
+
+const (
+	findingOK = iota
+	findingWarning
+	findingProblem
+)
+
+// configFindings checks what the configuration files say against each
+// other: rcron's default_state, and, where an rcron.conf exists, what the
+// rcron drop-in would make of it next to hacron's config (which alone the
+// agent reads).
+func configFindings(g *globals, cfg *config, rcronPath string) []finding {
+	var out []finding
+	add := func(level int, format string, args ...any) {
+		out = append(out, finding{level, fmt.Sprintf(format, args...)})
+	}
+	var rc *config
+	if _, err := os.Stat(rcronPath); err == nil || rcronPath != rcronDefaultConfig {
+		var err error
+		if rc, err = loadConfig(rcronPath, true); err != nil {
+			add(findingProblem, "%v", err)
+		}
+	}
+	// Once, whichever file says it: hacron has no state to fall back to.
+	for _, c := range []*config{cfg, rc} {
+		if c == nil {
+			continue
+		}
+		if v, ok := c.ignoredActive(); ok {
+			add(findingWarning, "default_state = active (%s) is ignored: a node is active only while it holds the ZooKeeper lock", v.where())
+			break
+		}
+	}
+	if rc == nil {
+		return out
+	}
+	// The drop-in's cluster: HACRON_CLUSTER, else hacron's config, else
+	// rcron's cluster_name, else the default. The agent's is g.Cluster.
+	dropIn, from := "default", "the default"
+	rcCluster, rcNames := rc.values["cluster"]
+	if v, ok := os.LookupEnv("HACRON_CLUSTER"); ok {
+		dropIn, from = v, "HACRON_CLUSTER"
+	} else if v, ok := cfg.values["cluster"]; ok {
+		dropIn, from = v.value, v.where()
+	} else if rcNames {
+		dropIn, from = rcCluster.value, rc.path+" "+rcCluster.key
+	}
+	switch {
+	case dropIn != g.Cluster:
+		add(findingProblem, "the rcron drop-in would use cluster %s (%s), this node's agent serves cluster %s: every rcron line would fail; name the cluster in %s, which both read",
+			dropIn, from, g.Cluster, cfg.path)
+	case rcNames && rcCluster.value != dropIn:
+		add(findingWarning, "%s names cluster %s, hacron's cluster %s (%s) wins: rcron lines run in cluster %s",
+			rcCluster.where(), rcCluster.value, dropIn, from, dropIn)
+	default:
+		add(findingOK, "rcron drop-in: %s read, rcron lines run in cluster %s", rc.path, dropIn)
+	}
+	if v, ok := rc.values["state-file"]; ok {
+		if h, hok := cfg.values["state-file"]; !hok || h.value != v.value {
+			add(findingWarning, "%s: state_file %s is not written: the agent writes only the state_file of %s; scripts that read %s need state_file = %s there",
+				v.where(), v.value, cfg.path, v.value, v.value)
 		}
 	}
 	return out

@@ -112,7 +112,7 @@ func FuzzRunRecord(f *testing.F) {
 			t.Errorf("round trip of %+v: %+v, %v", r, again, err)
 		}
 		// A record that decodes prints.
-		printStatus(discardWriter{}, statusDoc{Cluster: "c", Mode: "agent", Jobs: []jobRuns{{Job: r.Job, Runs: []runRecord{r}}}})
+		printStatus(discardWriter{}, statusDoc{Cluster: "c", Mode: "agent", Jobs: []jobRuns{{Job: r.Job, Runs: []runRecord{r}}}}, 80)
 	})
 }
 

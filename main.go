@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/alecthomas/kong"
 )
@@ -25,25 +26,25 @@ const exitUsage = 125
 
 // globals are the options every command takes (hacron.md, "Commands").
 type globals struct {
-	Config         string        `name:"config" placeholder:"FILE" env:"HACRON_CONFIG" help:"Config file (default ${default_config}; a missing default file is fine)."`
-	ZK             string        `name:"zk" placeholder:"HOSTS" env:"HACRON_ZK" default:"127.0.0.1:2181" help:"ZooKeeper servers, h1:2181,h2:2181[/chroot]."`
-	Cluster        string        `name:"cluster" placeholder:"NAME" env:"HACRON_CLUSTER" default:"default" help:"Cluster name."`
+	Config         string        `name:"config" placeholder:"FILE" env:"HACRON_CONFIG" help:"Config file (default: ${default_config}; a missing default file is fine)."`
+	ZK             string        `name:"zk" placeholder:"HOSTS" env:"HACRON_ZK" default:"127.0.0.1:2181" help:"ZooKeeper servers, h1:2181,h2:2181[/chroot] (default: ${default})."`
+	Cluster        string        `name:"cluster" placeholder:"NAME" env:"HACRON_CLUSTER" default:"default" help:"Cluster name (default: ${default})."`
 	Node           string        `name:"node" placeholder:"ID" env:"HACRON_NODE" help:"This node's id (default: the host name)."`
-	SessionTimeout time.Duration `name:"session-timeout" placeholder:"D" env:"HACRON_SESSION_TIMEOUT" default:"10s" help:"ZooKeeper session timeout to ask for."`
-	Socket         string        `name:"socket" placeholder:"PATH" env:"HACRON_SOCKET" help:"Agent socket (default /run/hacron/<cluster>.sock)."`
+	SessionTimeout time.Duration `name:"session-timeout" placeholder:"D" env:"HACRON_SESSION_TIMEOUT" default:"10s" help:"ZooKeeper session timeout to ask for (default: ${default})."`
+	Socket         string        `name:"socket" placeholder:"PATH" env:"HACRON_SOCKET" help:"Agent socket (default: /run/hacron/<cluster>.sock)."`
 	SocketGroup    string        `name:"socket-group" placeholder:"GROUP" env:"HACRON_SOCKET_GROUP" help:"Group allowed to use the agent socket (mode 0660; default: the agent's own group)."`
-	Direct         bool          `name:"direct" env:"HACRON_DIRECT" help:"Direct mode: no agent, a ZooKeeper session per run."`
-	ZKAuthFile     string        `name:"zk-auth-file" placeholder:"FILE" env:"HACRON_ZK_AUTH_FILE" help:"Digest credentials user:password (mode 0600)."`
+	Direct         bool          `name:"direct" env:"HACRON_DIRECT" help:"Direct mode: no agent, a ZooKeeper session per run (default: agent mode)."`
+	ZKAuthFile     string        `name:"zk-auth-file" placeholder:"FILE" env:"HACRON_ZK_AUTH_FILE" help:"Digest credentials user:password (mode 0600; default: none)."`
 	ZKWorldRead    bool          `name:"zk-world-read" env:"HACRON_ZK_WORLD_READ" help:"With --zk-auth-file: let anyone read hacron's nodes (monitoring)."`
-	ZKTLSCA        string        `name:"zk-tls-ca" placeholder:"FILE" env:"HACRON_ZK_TLS_CA" help:"CA certificate for ZooKeeper TLS."`
+	ZKTLSCA        string        `name:"zk-tls-ca" placeholder:"FILE" env:"HACRON_ZK_TLS_CA" help:"CA certificate for ZooKeeper TLS (default: plain TCP)."`
 	ZKTLSCert      string        `name:"zk-tls-cert" placeholder:"FILE" env:"HACRON_ZK_TLS_CERT" help:"Client certificate for ZooKeeper TLS."`
 	ZKTLSKey       string        `name:"zk-tls-key" placeholder:"FILE" env:"HACRON_ZK_TLS_KEY" help:"Client key for ZooKeeper TLS."`
 	LogLevel       string        `name:"log-level" placeholder:"LEVEL" env:"HACRON_LOG_LEVEL" enum:"debug,info,warn,error," default:"" help:"debug, info, warn or error (default: info; warn for run)."`
-	LogFormat      string        `name:"log-format" placeholder:"FORMAT" env:"HACRON_LOG_FORMAT" enum:"text,json" default:"text" help:"text or json."`
-	History        int           `name:"history" placeholder:"N" env:"HACRON_HISTORY" default:"20" help:"Run records kept per job."`
+	LogFormat      string        `name:"log-format" placeholder:"FORMAT" env:"HACRON_LOG_FORMAT" enum:"text,json" default:"text" help:"text or json (default: ${default})."`
+	History        int           `name:"history" placeholder:"N" env:"HACRON_HISTORY" default:"20" help:"Run records kept per job (default: ${default})."`
 	Syslog         bool          `name:"syslog" env:"HACRON_SYSLOG" help:"Log to syslog instead of stderr."`
-	SyslogFacility string        `name:"syslog-facility" placeholder:"FACILITY" env:"HACRON_LOG_SYSLOG_FACILITY" default:"LOG_CRON" help:"Syslog facility (rcron's syslog_facility)."`
-	SyslogLevel    string        `name:"syslog-level" placeholder:"LEVEL" env:"HACRON_LOG_SYSLOG_LEVEL" default:"LOG_INFO" help:"Lowest syslog priority logged (rcron's syslog_level)."`
+	SyslogFacility string        `name:"syslog-facility" placeholder:"FACILITY" env:"HACRON_SYSLOG_FACILITY" default:"LOG_CRON" help:"Syslog facility, rcron's syslog_facility (default: ${default})."`
+	SyslogLevel    string        `name:"syslog-level" placeholder:"LEVEL" env:"HACRON_SYSLOG_LEVEL" default:"LOG_INFO" help:"Lowest syslog priority logged, rcron's syslog_level (default: ${default})."`
 }
 
 // Names the contract allows (hacron.md, "Details").
@@ -52,11 +53,15 @@ var (
 	jobNameRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 )
 
+// onlyDots: "." and ".." are not node names ZooKeeper takes, and a name of
+// dots alone says nothing; both are refused up front.
+func onlyDots(s string) bool { return strings.Trim(s, ".") == "" }
+
 // AfterApply fills in the defaults that depend on other options and checks
 // the names.
 func (g *globals) AfterApply() error {
-	if !clusterNameRE.MatchString(g.Cluster) {
-		return fmt.Errorf("bad cluster name %q: want 1-64 of A-Z a-z 0-9 . _ -", g.Cluster)
+	if !clusterNameRE.MatchString(g.Cluster) || onlyDots(g.Cluster) {
+		return fmt.Errorf("bad cluster name %q: want 1-64 of A-Z a-z 0-9 . _ -, not only dots", g.Cluster)
 	}
 	if g.Node == "" {
 		h, err := os.Hostname()
@@ -91,16 +96,40 @@ func (g *globals) zkConfig() zkConfig {
 	}
 }
 
+// checkJobName checks a job name as given (--name, --job).
+func checkJobName(job string) error {
+	if !jobNameRE.MatchString(job) || onlyDots(job) {
+		return fmt.Errorf("bad job name %q: want 1-128 of A-Z a-z 0-9 . _ -, not only dots", job)
+	}
+	return nil
+}
+
+// jobUserSep joins a non-root user's name to the job's in ZooKeeper. No job
+// name contains it, and no user name can (it separates the fields of
+// /etc/passwd), so two users' jobs never share a name: alice's "bob.x" is
+// alice:bob.x, alice.bob's "x" is alice.bob:x.
+const jobUserSep = ":"
+
+// userPartRE is what a user name may be to prefix a job name: anything a
+// ZooKeeper node name takes, except "/" and the separator. An invalid
+// UTF-8 byte reads as U+FFFD, which is refused with ZooKeeper's own range.
+var userPartRE = regexp.MustCompile(`^[^/:\x00-\x1f\x7f-\x9f\x{d800}-\x{f8ff}\x{fff0}-\x{ffff}]{1,64}$`)
+
 // jobName is the job's name in ZooKeeper: a non-root user's jobs carry the
-// user's name, so that one user cannot claim or block another's slots.
+// user's name, so that one user cannot claim or block another's slots. The
+// 128-character limit is the job's own; the prefix comes on top.
 func jobName(job string, uid int) (string, error) {
-	if uid != 0 {
-		job = userName(uid) + "." + job
+	if err := checkJobName(job); err != nil {
+		return "", err
 	}
-	if !jobNameRE.MatchString(job) {
-		return "", fmt.Errorf("bad job name %q: want 1-128 of A-Z a-z 0-9 . _ - (a non-root user's name is its prefix)", job)
+	if uid == 0 {
+		return job, nil
 	}
-	return job, nil
+	user := userName(uid)
+	if !userPartRE.MatchString(user) {
+		return "", fmt.Errorf("user name %q cannot prefix a job name: 1-64 characters, no / or : or control characters", user)
+	}
+	return user + jobUserSep + job, nil
 }
 
 // clusterRoot is where everything of the cluster lives in ZooKeeper.
@@ -129,10 +158,15 @@ func main() {
 // rcronDefaultConfig is where rcron reads its configuration.
 const rcronDefaultConfig = "/etc/rcron/rcron.conf"
 
+// rcronNice is rcron's default nice_level.
+const rcronNice = "19"
+
 // rcronMain is the drop-in for rcron (a symlink named rcron): the call
 // form `rcron [--conf FILE] command [args]`, the args joined with spaces
-// and run by /bin/sh -c as rcron did, rcron's config file; but the job's
-// real exit status, and fail closed.
+// and run by /bin/sh -c as rcron did; but the job's real exit status, and
+// fail closed. hacron's own config comes first (it says where ZooKeeper,
+// the cluster and the agent's socket are, as for the agent), the rcron.conf
+// below it, and rcron's default nice level below both.
 func rcronMain(args []string) int {
 	conf, named := rcronDefaultConfig, false
 	if len(args) >= 1 && args[0] == "--conf" {
@@ -146,35 +180,36 @@ func rcronMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "usage: rcron [--conf FILE] command [args]")
 		return 1 // rcron's own usage error
 	}
-	if !named {
-		if v := os.Getenv("HACRON_CONFIG"); v != "" {
-			conf, named = v, true
-		}
+	clearEmptyEnv()
+	rc, err := loadConfig(conf, named)
+	if err != nil {
+		printError(os.Stderr, err)
+		return exitUsage
 	}
-	hargs := []string{"--config", conf, "run"}
-	if cfg, err := loadConfig(conf, named); err == nil {
-		if _, ok := cfg.values["nice"]; !ok {
-			hargs = append(hargs, "--nice", "19") // rcron's default nice_level
-		}
+	if _, ok := rc.values["nice"]; !ok {
+		rc.values["nice"] = configValue{path: "rcron's default", key: "nice_level", value: rcronNice}
 	}
-	if !named {
-		// A missing /etc/rcron/rcron.conf is fine, as for hacron's own.
-		if _, err := os.Stat(conf); err != nil {
-			hargs = hargs[2:]
-		}
-	}
-	return run(append(hargs, "--", "/bin/sh", "-c", strings.Join(args, " ")))
+	return runWith([]string{"run", "--", "/bin/sh", "-c", strings.Join(args, " ")}, rc)
 }
 
-// run parses and runs one command and returns the exit code.
-func run(args []string) int {
-	// An empty HACRON_* variable counts as unset (`HACRON_DIRECT= hacron
-	// ...` in a script), not as a value to parse.
+// clearEmptyEnv makes an empty HACRON_* variable count as unset
+// (`HACRON_DIRECT= hacron ...` in a script), not as a value to parse.
+func clearEmptyEnv() {
 	for _, kv := range os.Environ() {
 		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "HACRON_") && v == "" {
 			os.Unsetenv(k)
 		}
 	}
+}
+
+// run parses and runs one command and returns the exit code.
+func run(args []string) int {
+	clearEmptyEnv()
+	return runWith(args, nil)
+}
+
+// runWith runs a command with hacron's config file above lower (nil: none).
+func runWith(args []string, lower *config) int {
 	// hacron check reports a bad setup with 1, like any other problem.
 	failCode := exitUsage
 	if isCheck(args) {
@@ -186,11 +221,14 @@ func run(args []string) int {
 		printError(os.Stderr, err)
 		return failCode
 	}
+	if lower != nil {
+		cfg.over(lower)
+	}
 	var c cli
 	parser, err := kong.New(&c,
 		kong.Name("hacron"),
 		kong.Description("Highly available cron jobs with ZooKeeper: a job runs only on the node that holds the lock."),
-		kong.Vars{"version": version, "default_config": defaultConfigPath},
+		kong.Vars{"version": version, "default_config": defaultConfigPath, "rcron_config": rcronDefaultConfig},
 		kong.Resolvers(cfg.resolver()),
 		kong.Exit(func(code int) { os.Exit(code) }),
 	)
@@ -200,12 +238,17 @@ func run(args []string) int {
 	}
 	kctx, err := parser.Parse(args)
 	if err != nil {
-		printError(os.Stderr, withHint(err, "see 'hacron --help'"))
+		if ce := (*configError)(nil); errors.As(err, &ce) {
+			printError(os.Stderr, ce)
+		} else {
+			printError(os.Stderr, withHint(err, "see 'hacron --help'"))
+		}
 		return failCode
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
+	kctx.Bind(cfg)
 	err = kctx.Run(&c.globals)
 	if err != nil {
 		if code, ok := isExit(err); ok {
@@ -247,4 +290,23 @@ func isExit(err error) (int, bool) {
 // joinArgs shows a command line in logs.
 func joinArgs(argv []string) string {
 	return strings.Join(argv, " ")
+}
+
+// maxRecordCmd bounds the command kept in a run record: a long `sh -c`
+// script must not push the record past what readers accept (maxRecordData),
+// even with every byte escaped in JSON.
+const maxRecordCmd = 2048
+
+// recordCmd is a run record's cmd: the command line as logged, cut on a
+// character boundary after maxRecordCmd bytes.
+func recordCmd(argv []string) string {
+	s := joinArgs(argv)
+	if len(s) <= maxRecordCmd {
+		return s
+	}
+	cut := maxRecordCmd
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

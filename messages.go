@@ -11,7 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // hintError attaches advice for the operator to an error.
@@ -82,4 +87,37 @@ func hintsOf(err error) []string {
 		}
 	}
 	return out
+}
+
+// socketDeniedHints explain a refused connection to the agent's socket
+// (mode 0660): the group it is for, which socket_group sets, and the
+// caller's own groups, so the fix is plain.
+func socketDeniedHints(path string) []string {
+	group := "unknown"
+	if fi, err := os.Stat(path); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			group = groupName(st.Gid)
+		}
+	}
+	me := userName(os.Getuid())
+	var mine []string
+	gids, _ := os.Getgroups()
+	for _, gid := range append([]int{os.Getgid()}, gids...) {
+		if n := groupName(uint32(gid)); !slices.Contains(mine, n) {
+			mine = append(mine, n)
+		}
+	}
+	return []string{
+		fmt.Sprintf("the socket is for group %s (socket_group in hacron.conf); %s is in: %s", group, me, strings.Join(mine, ", ")),
+		fmt.Sprintf("add %s to group %s and log in again, or set socket_group to one of those groups and restart the agent", me, group),
+	}
+}
+
+// groupName is a group's name, or its number when it has none.
+func groupName(gid uint32) string {
+	id := strconv.FormatUint(uint64(gid), 10)
+	if g, err := user.LookupGroupId(id); err == nil {
+		return g.Name
+	}
+	return id
 }

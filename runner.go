@@ -71,8 +71,10 @@ func (r *runCmd) Validate() error {
 	if len(r.Command) == 0 {
 		return errors.New("missing COMMAND: hacron run [options] -- COMMAND [ARG...]")
 	}
-	if r.Name != "" && !jobNameRE.MatchString(r.Name) {
-		return fmt.Errorf("bad job name %q: want 1-128 of A-Z a-z 0-9 . _ -", r.Name)
+	if r.Name != "" {
+		if err := checkJobName(r.Name); err != nil {
+			return err
+		}
 	}
 	if r.SkipExit < 0 || r.SkipExit > 255 {
 		return fmt.Errorf("--skip-exit %d: want 0-255", r.SkipExit)
@@ -154,7 +156,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	go reapChildren(shim, shimDone)
 
 	req := runRequest{job: job, slot: slot, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
-		uid: os.Getuid(), cmd: joinArgs(r.Command), pgid: shim}
+		uid: os.Getuid(), cmd: recordCmd(r.Command), pgid: shim}
 	if r.KillGrace != nil {
 		req.killGrace, req.killGraceSet = *r.KillGrace, true
 	}

@@ -119,20 +119,50 @@ func TestIntegration_NonRootUser(t *testing.T) {
 	}
 
 	code, out = asUser("run", "--socket", sock, "--name", "backup", "--slot", "S", "--", "sh", "-c", "echo $HACRON_JOB")
-	if code != 0 || strings.TrimSpace(out) != u.Username+".backup" {
-		t.Errorf("run as %s: exit %d, HACRON_JOB %q; want %s.backup", u.Username, code, out, u.Username)
+	if code != 0 || strings.TrimSpace(out) != u.Username+":backup" {
+		t.Errorf("run as %s: exit %d, HACRON_JOB %q; want %s:backup", u.Username, code, out, u.Username)
 	}
 	// root's job of the same name and slot is another job: not blocked.
 	if code := a.run("--name", "backup", "--slot", "S", "--", "true").wait(10 * time.Second); code != 0 {
 		t.Errorf("root's run: exit %d", code)
 	}
-	userRuns := runsOf(t, zkS.ConnectString(), cluster, u.Username+".backup")
+	userRuns := runsOf(t, zkS.ConnectString(), cluster, u.Username+":backup")
 	rootRuns := runsOf(t, zkS.ConnectString(), cluster, "backup")
 	if len(userRuns) != 1 || userRuns[0].UID != uid || userRuns[0].User != u.Username {
 		t.Errorf("the user's records: %+v", userRuns)
 	}
 	if len(rootRuns) != 1 || rootRuns[0].UID != 0 || rootRuns[0].User != "root" {
 		t.Errorf("root's records: %+v", rootRuns)
+	}
+	// status --job takes the user's own name as hacron run gives it, and
+	// USER:JOB for anyone's.
+	code, out = asUser("status", "--job", "backup", "--json")
+	if code != 0 || !strings.Contains(out, `"job": "`+u.Username+`:backup"`) || strings.Contains(out, `"job": "backup"`) {
+		t.Errorf("status --job backup as %s: exit %d: %s", u.Username, code, out)
+	}
+	sp := startProc(t, "status as root", env, "status", "--job", u.Username+":backup", "--json")
+	if code := sp.wait(20 * time.Second); code != 0 || !strings.Contains(sp.outText(), `"user": "`+u.Username+`"`) {
+		t.Errorf("status --job %s:backup as root: exit %d: %s", u.Username, code, sp.outText())
+	}
+
+	// A socket of another group: the hint names socket_group and the
+	// caller's groups instead of asking whether the agent runs.
+	if err := os.Chown(sock, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	code, out = asUser("state", "--socket", sock)
+	t.Logf("state as %s on root's socket: exit %d: %s", u.Username, code, out)
+	for _, want := range []string{
+		"hacron: error: agent unreachable at " + sock + ": connect: permission denied\n",
+		"hacron: hint: the socket is for group root (socket_group in hacron.conf); " + u.Username + " is in: " + grp.Name + "\n",
+		"hacron: hint: add " + u.Username + " to group root and log in again, or set socket_group",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("state as %s: %q lacks %q", u.Username, out, want)
+		}
+	}
+	if code != 2 || strings.Contains(out, "is `hacron agent` running") {
+		t.Errorf("state as %s: exit %d %q, want 2 and the socket_group hint only", u.Username, code, out)
 	}
 }
 

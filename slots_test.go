@@ -22,7 +22,7 @@ func runsOf(t testing.TB, connect, cluster, job string) []runRecord {
 		t.Fatal(err)
 	}
 	defer zc.Close()
-	doc, err := readStatus(zc, cluster)
+	doc, err := readStatus(zc, cluster, statusQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"hacron/internal/wire"
 	"net"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // agentAnswerLimit is how long the agent may take to answer beyond what
@@ -21,6 +23,9 @@ const agentAnswerLimit = 10 * time.Second
 // dialAgent connects to the local agent.
 func dialAgent(path string) (*net.UnixConn, error) {
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if errors.Is(err, unix.EACCES) {
+		return nil, withHint(fmt.Errorf("agent unreachable at %s: %w", path, unwrapOp(err)), socketDeniedHints(path)...)
+	}
 	if err != nil {
 		return nil, withHint(fmt.Errorf("agent unreachable at %s: %w", path, unwrapOp(err)),
 			"is `hacron agent` running for this cluster? (systemctl status hacron-agent)")

@@ -14,15 +14,27 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-zookeeper/zk"
+	"golang.org/x/sys/unix"
 )
 
 type statusCmd struct {
-	JSON bool `name:"json" help:"Print the status as JSON."`
+	JSON bool   `name:"json" help:"Print the status as JSON."`
+	Job  string `name:"job" placeholder:"NAME" help:"Only this job: a name as hacron run --name takes it (a non-root user's own job), or USER:JOB."`
+	Last int    `name:"last" placeholder:"N" default:"0" help:"At most N runs per job, newest first; 0: every run kept (default: ${default})."`
+
+	job string // Job as it is named in ZooKeeper
 }
+
+// exitNoSuch is hacron status's code for a cluster or job that does not
+// exist: a question with no answer, not a failure of hacron's.
+const exitNoSuch = 1
 
 type statusDoc struct {
 	Cluster string    `json:"cluster"`
@@ -44,6 +56,40 @@ type jobRuns struct {
 	Runs []runRecord `json:"runs"`
 }
 
+// statusQuery narrows what readStatus reads: one job (empty: all), at most
+// last runs per job (0: all).
+type statusQuery struct {
+	job  string
+	last int
+}
+
+func (s *statusCmd) Validate() error {
+	if s.Last < 0 {
+		return errors.New("--last must not be negative")
+	}
+	if s.Job == "" {
+		return nil
+	}
+	var err error
+	s.job, err = statusJobName(s.Job, os.Getuid())
+	return err
+}
+
+// statusJobName is the ZooKeeper name of --job: USER:JOB as it is, any
+// other name as hacron run would name it for this user.
+func statusJobName(name string, uid int) (string, error) {
+	if user, job, ok := strings.Cut(name, jobUserSep); ok {
+		if !userPartRE.MatchString(user) {
+			return "", fmt.Errorf("bad job name %q: USER:JOB with a user name before the colon", name)
+		}
+		if err := checkJobName(job); err != nil {
+			return "", err
+		}
+		return name, nil
+	}
+	return jobName(name, uid)
+}
+
 func (s *statusCmd) Run(ctx context.Context, g *globals) error {
 	log, err := newLogger(g, slog.LevelWarn)
 	if err != nil {
@@ -54,20 +100,50 @@ func (s *statusCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 	defer zc.Close()
-	doc, err := readStatus(zc, g.Cluster)
+	if err := clusterExists(zc, g); err != nil {
+		return err
+	}
+	doc, err := readStatus(zc, g.Cluster, statusQuery{job: s.job, last: s.Last})
 	if err != nil {
 		return err
+	}
+	if s.job != "" && len(doc.Jobs) == 0 {
+		return withExit(exitNoSuch, fmt.Errorf("no job %s in cluster %s", s.job, g.Cluster))
 	}
 	if s.JSON {
 		b, _ := json.MarshalIndent(doc, "", "  ")
 		fmt.Println(string(b))
 		return nil
 	}
-	printStatus(os.Stdout, doc)
+	printStatus(os.Stdout, doc, terminalWidth())
 	return nil
 }
 
-func readStatus(zc *zkClient, cluster string) (statusDoc, error) {
+// clusterExists fails with exit 1 for a cluster ZooKeeper does not have;
+// the hint lists the clusters it has, since a typo is the usual cause.
+func clusterExists(zc *zkClient, g *globals) error {
+	conn := zc.snapshot().Conn
+	ok, _, err := conn.Exists(zc.abs(g.clusterRoot()))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", g.clusterRoot(), err)
+	}
+	if ok {
+		return nil
+	}
+	hint := fmt.Sprintf("ZooKeeper at %s has no hacron cluster at all: are --zk and its chroot right?", g.ZK)
+	if names, _, err := conn.Children(zc.abs("/hacron")); err == nil && len(names) > 0 {
+		slices.Sort(names)
+		const show = 10
+		list := strings.Join(names[:min(len(names), show)], ", ")
+		if len(names) > show {
+			list += fmt.Sprintf(" and %d more", len(names)-show)
+		}
+		hint = fmt.Sprintf("clusters in ZooKeeper at %s: %s", g.ZK, list)
+	}
+	return withExit(exitNoSuch, withHint(fmt.Errorf("no cluster %s", g.Cluster), hint))
+}
+
+func readStatus(zc *zkClient, cluster string, q statusQuery) (statusDoc, error) {
 	conn := zc.snapshot().Conn
 	root := zc.abs("/hacron/" + cluster)
 	doc := statusDoc{Cluster: cluster, Mode: "none", Members: []member{}, Jobs: []jobRuns{}}
@@ -100,6 +176,9 @@ func readStatus(zc *zkClient, cluster string) (statusDoc, error) {
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return doc, err
 	}
+	if q.job != "" {
+		jobs = slices.DeleteFunc(jobs, func(j string) bool { return j != q.job })
+	}
 	slices.Sort(jobs)
 	for _, job := range jobs {
 		runsPath := root + "/jobs/" + job + "/runs"
@@ -124,6 +203,9 @@ func readStatus(zc *zkClient, cluster string) (statusDoc, error) {
 			recs = append(recs, rec{r, st.Czxid})
 		}
 		slices.SortFunc(recs, func(a, b rec) int { return cmp.Compare(b.czxid, a.czxid) })
+		if q.last > 0 && len(recs) > q.last {
+			recs = recs[:q.last]
+		}
 		jr := jobRuns{Job: job, Runs: []runRecord{}}
 		for _, r := range recs {
 			jr.Runs = append(jr.Runs, r.r)
@@ -133,43 +215,120 @@ func readStatus(zc *zkClient, cluster string) (statusDoc, error) {
 	return doc, nil
 }
 
-func printStatus(w io.Writer, doc statusDoc) {
+// terminalWidth is what the runs table fits in: $COLUMNS, else the width
+// of the terminal on stdout, else 120.
+func terminalWidth() int {
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+		return n
+	}
+	if ws, err := unix.IoctlGetWinsize(int(os.Stdout.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+		return int(ws.Col)
+	}
+	return 120
+}
+
+// Widths of the runs table's columns that could grow without bound: a
+// 128-character job name must not make a 250-column table. The command
+// takes what is left of the line, but never less than minCmdWidth.
+const (
+	maxJobWidth  = 24
+	maxSlotWidth = 20 // a default slot, 2006-01-02T15:04:00Z, fits
+	maxNodeWidth = 16
+	minCmdWidth  = 12
+)
+
+func printStatus(w io.Writer, doc statusDoc, width int) {
 	fmt.Fprintf(w, "cluster %s, %s mode", doc.Cluster, doc.Mode)
 	if doc.Leader != "" {
-		fmt.Fprintf(w, ", active %s, fencing token %d", doc.Leader, doc.Token)
+		fmt.Fprintf(w, ", active %s, fencing token %d", cell(doc.Leader, maxNodeWidth), doc.Token)
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if len(doc.Members) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nMEMBER\tSINCE\tACTIVE")
 		for _, m := range doc.Members {
 			active := ""
 			if m.Active {
 				active = "*"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Node, m.Since, active)
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", cell(m.Node, maxNodeWidth), cell(m.Since, 30), active)
 		}
+		tw.Flush()
 	}
-	if len(doc.Jobs) > 0 {
-		fmt.Fprintln(tw, "\nJOB\tSLOT\tNODE\tSTART\tEND\tEXIT\tRESULT\tDURATION")
-		for _, j := range doc.Jobs {
-			for _, r := range j.Runs {
-				exit, dur := "", ""
-				if r.ExitCode != nil {
-					exit = fmt.Sprint(*r.ExitCode)
-				}
-				if s, err := time.Parse(time.RFC3339, r.Start); err == nil {
-					if e, err := time.Parse(time.RFC3339, r.End); err == nil {
-						dur = e.Sub(s).Round(time.Millisecond).String()
-					}
-				}
-				end, result := r.End, r.Result
-				if end == "" {
-					end, result = "-", "running"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Job, r.Slot, r.Node, r.Start, end, exit, result, dur)
+	rows := [][]string{{"JOB", "SLOT", "NODE", "START", "DURATION", "EXIT", "RESULT", "CMD"}}
+	for _, j := range doc.Jobs {
+		for _, r := range j.Runs {
+			exit, dur, result := "", "", r.Result
+			if r.ExitCode != nil {
+				exit = strconv.Itoa(*r.ExitCode)
 			}
+			start, serr := time.Parse(time.RFC3339, r.Start)
+			if end, err := time.Parse(time.RFC3339, r.End); err == nil && serr == nil {
+				dur = end.Sub(start).Round(time.Millisecond).String()
+			}
+			if r.End == "" {
+				dur, result = "-", "running"
+			}
+			shown := r.Start
+			if serr == nil {
+				shown = start.UTC().Format("2006-01-02T15:04:05Z")
+			}
+			rows = append(rows, []string{
+				cell(j.Job, maxJobWidth), cell(r.Slot, maxSlotWidth), cell(r.Node, maxNodeWidth),
+				cell(shown, 24), cell(dur, 16), cell(exit, 8), cell(result, 16), r.Cmd,
+			})
 		}
 	}
-	tw.Flush()
+	if len(rows) > 1 {
+		fmt.Fprintln(w)
+		writeTable(w, width, rows)
+	}
+}
+
+// writeTable lays rows out in columns two spaces apart; the last column is
+// cut so that each line fits in width.
+func writeTable(w io.Writer, width int, rows [][]string) {
+	last := len(rows[0]) - 1
+	colw := make([]int, last)
+	for _, r := range rows {
+		for i := range last {
+			colw[i] = max(colw[i], utf8.RuneCountInString(r[i]))
+		}
+	}
+	used := 0
+	for _, n := range colw {
+		used += n + 2
+	}
+	for _, r := range rows {
+		var b strings.Builder
+		for i := range last {
+			b.WriteString(r[i])
+			b.WriteString(strings.Repeat(" ", colw[i]-utf8.RuneCountInString(r[i])+2))
+		}
+		b.WriteString(cell(r[last], max(width-used, minCmdWidth)))
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+}
+
+// cell is s for one table cell at most n characters wide: cut with an
+// ellipsis, on one line, and without control characters that a terminal
+// would act on (records are data from ZooKeeper, not trusted text).
+func cell(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\t':
+			return ' '
+		case r < 0x20 || (r >= 0x7f && r <= 0x9f):
+			return '?'
+		}
+		return r
+	}, s)
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	if n < 1 {
+		return ""
+	}
+	rs := []rune(s)
+	return string(rs[:n-1]) + "…"
 }

@@ -159,7 +159,6 @@ func startWatchdog(pgid int) (*os.File, error) {
 	return wr, nil
 }
 
-
 // directState answers `hacron state` in direct mode from ZooKeeper: this
 // node is active while it holds some job's lock.
 func directState(ctx context.Context, g *globals) (wire.StateInfo, error) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -132,6 +133,21 @@ func escapee(t *testing.T, cg *Cgroup, pgid int) *Proc {
 }
 
 func TestDetect(t *testing.T) {
+	// A trial cut short by a process that is gone now.
+	stale := map[Kind]string{}
+	if os.Geteuid() == 0 {
+		gone := exec.Command("/bin/true")
+		if err := gone.Run(); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hierarchies(t) {
+			dir := filepath.Join(h.base, parentDir, trialName(gone.Process.Pid, 1))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			stale[h.Kind] = dir
+		}
+	}
 	h := Detect()
 	t.Logf("containment here: %s (%s)", h.Kind, h.Reason)
 	if os.Geteuid() != 0 {
@@ -153,11 +169,19 @@ func TestDetect(t *testing.T) {
 	if h.Kind != PGroup && !strings.HasPrefix(h.Base(), "/") {
 		t.Fatalf("base %q is not a directory path", h.Base())
 	}
-	// The trials leave nothing behind.
+	// The trials leave nothing behind, and clear what others left.
+	for k, dir := range stale {
+		if _, err := Probe(k); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale trial cgroup %s not cleared", dir)
+		}
+	}
 	if h.Kind != PGroup {
 		ents, _ := os.ReadDir(filepath.Join(h.base, parentDir))
 		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), trialPrefix+strconv.Itoa(os.Getpid())) {
+			if strings.HasPrefix(e.Name(), trialPrefix+strconv.Itoa(os.Getpid())+"-") {
 				t.Fatalf("trial cgroup %s left behind", e.Name())
 			}
 		}
@@ -179,6 +203,17 @@ func TestCgroupKillEndsSetsid(t *testing.T) {
 		}
 		release()
 		esc := escapee(t, cg, g.Pgid())
+		// A job run as root may make cgroups of its own below its run's.
+		inner, err := h.Create(strings.TrimPrefix(cg.Path(), filepath.Join(h.base, parentDir)+"/"), "inner")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := inner.Add(esc.Pid()); err != nil {
+			t.Fatal(err)
+		}
+		if pids, _ := cg.Procs(); !slices.Contains(pids, esc.Pid()) {
+			t.Fatalf("Procs %v leave out %d in a cgroup below", pids, esc.Pid())
+		}
 
 		if err := g.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -206,6 +241,50 @@ func TestCgroupKillEndsSetsid(t *testing.T) {
 		left, err := h.Leftovers(scope)
 		if err != nil || len(left) != 0 {
 			t.Fatalf("leftovers %v, %v", left, err)
+		}
+	})
+}
+
+// The watchdog's script ends a run from outside, the setsid'ed process and
+// a cgroup below the run's included, and removes the cgroup.
+func TestKillScript(t *testing.T) {
+	t.Run("pgroup", func(t *testing.T) {
+		_, g, release := startGated(t, "sleep 60 & sleep 60")
+		release()
+		eventually(t, "three processes in the group", func() bool { m, _ := g.Members(); return len(m) == 3 })
+		if out, err := exec.Command("/bin/sh", "-c", NewRun(g, nil).KillScript()).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		eventually(t, "an empty group", g.Empty)
+	})
+	forEachHierarchy(t, func(t *testing.T, h *Hierarchy) {
+		scope := testScope(t, h)
+		cg, err := h.Create(scope, "run 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd, g, release := startGated(t, "setsid sleep 60 & sleep 60")
+		if err := cg.Add(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		release()
+		esc := escapee(t, cg, g.Pgid())
+		inner, err := h.Create(scope+"/"+"run 1", "inner")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := inner.Add(esc.Pid()); err != nil {
+			t.Fatal(err)
+		}
+		script := NewRun(g, cg).KillScript()
+		if out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s\n%s", err, out, script)
+		}
+		if esc.Alive() || !g.Empty() {
+			t.Fatal("processes of the run survived")
+		}
+		if _, err := os.Stat(cg.Path()); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("cgroup left: %v", err)
 		}
 	})
 }

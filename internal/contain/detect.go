@@ -101,16 +101,20 @@ func Probe(kind Kind) (*Hierarchy, error) {
 }
 
 // trial makes a cgroup, moves a child into it, ends it and removes the
-// cgroup. Its directory carries the pid, so a trial cut short (the process
-// was killed) is cleared by the next one.
+// cgroup. Its directory is named after this process (pid and start time),
+// so a trial cut short (the process was killed) is cleared by a later one.
 func (h *Hierarchy) trial() error {
 	parent := filepath.Join(h.base, parentDir)
 	if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("cannot make a cgroup in %s: %w", h.base, err)
 	}
 	clearTrials(parent)
-	cg := &Cgroup{kind: h.Kind, path: filepath.Join(parent, trialPrefix+strconv.Itoa(os.Getpid()))}
-	if err := os.Mkdir(cg.path, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	self, err := readStat(os.Getpid())
+	if err != nil {
+		return err
+	}
+	cg := &Cgroup{kind: h.Kind, path: filepath.Join(parent, trialName(os.Getpid(), self.start))}
+	if err := os.Mkdir(cg.path, 0o755); err != nil {
 		return fmt.Errorf("cannot make a cgroup in %s: %w", parent, err)
 	}
 	defer cg.Remove()
@@ -157,17 +161,24 @@ func (h *Hierarchy) trial() error {
 // with a dot, so it never clashes with them.
 const trialPrefix = ".trial-"
 
-// clearTrials removes trial cgroups whose process is gone.
+func trialName(pid int, start uint64) string {
+	return fmt.Sprintf("%s%d-%d", trialPrefix, pid, start)
+}
+
+// clearTrials removes the trial cgroups of processes that are gone.
 func clearTrials(parent string) {
 	ents, _ := os.ReadDir(parent)
 	for _, e := range ents {
-		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), trialPrefix))
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), trialPrefix) || err != nil {
+		var pid int
+		var start uint64
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), trialPrefix) {
 			continue
 		}
-		if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-			cg := &Cgroup{path: filepath.Join(parent, e.Name())}
-			cg.Remove()
+		if _, err := fmt.Sscanf(e.Name(), trialPrefix+"%d-%d", &pid, &start); err != nil {
+			continue
+		}
+		if st, err := readStat(pid); errors.Is(err, ErrGone) || (err == nil && st.start != start) {
+			(&Cgroup{path: filepath.Join(parent, e.Name())}).Remove()
 		}
 	}
 }

@@ -168,7 +168,7 @@ func OpenPeer(c *net.UnixConn) (*Proc, error) {
 	return p, nil
 }
 
-// Pid is the process id (valid only while Alive).
+// Pid is the process id (it names the process only while Alive).
 func (p *Proc) Pid() int { return p.pid }
 
 // StartTime is the process's start time in clock ticks since boot, the
@@ -232,7 +232,7 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	return err
 }
 
-// Close releases the pidfd.
+// Close releases the pidfd; no other call on p may be in progress.
 func (p *Proc) Close() error {
 	if p.fd < 0 {
 		return nil
@@ -344,12 +344,23 @@ func (g *Group) Members() ([]int, error) {
 
 // Empty says whether no live process is left in the group.
 func (g *Group) Empty() bool {
+	g.mu.Lock()
+	alive := !g.gone && g.leader.Alive()
+	g.mu.Unlock()
+	if alive {
+		// The common case, without a scan of /proc.
+		return false
+	}
 	m, err := g.Members()
 	return err == nil && len(m) == 0
 }
 
 // Close releases the leader's pidfd.
-func (g *Group) Close() error { return g.leader.Close() }
+func (g *Group) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.leader.Close()
+}
 
 // scanGroup lists the live processes of group pgid from /proc.
 func scanGroup(pgid int) ([]int, error) {

@@ -194,12 +194,23 @@ func (c *Cgroup) Empty() (bool, error) {
 // gentle SIGTERM: a process forked meanwhile may be missed, which Kill
 // never does.
 func (c *Cgroup) Signal(sig syscall.Signal) (int, error) {
+	return c.signalOutside(sig, 0)
+}
+
+// signalOutside is Signal, leaving out the members of process group pgid
+// (which got sig from the group already).
+func (c *Cgroup) signalOutside(sig syscall.Signal, pgid int) (int, error) {
 	pids, err := c.Procs()
 	if err != nil || len(pids) == 0 {
 		return 0, err
 	}
 	held := make(map[int]*Proc, len(pids))
 	for _, pid := range pids {
+		if pgid > 0 {
+			if st, err := readStat(pid); err != nil || st.pgrp == pgid {
+				continue
+			}
+		}
 		if p, err := Open(pid); err == nil {
 			held[pid] = p
 		}

@@ -257,34 +257,72 @@ func TestKillScript(t *testing.T) {
 		}
 		eventually(t, "an empty group", g.Empty)
 	})
+	t.Run("cgroup", func(t *testing.T) { forEachHierarchy(t, killScriptCgroup) })
+}
+
+func killScriptCgroup(t *testing.T, h *Hierarchy) {
+	scope := testScope(t, h)
+	cg, err := h.Create(scope, "run 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, g, release := startGated(t, "setsid sleep 60 & sleep 60")
+	if err := cg.Add(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	esc := escapee(t, cg, g.Pgid())
+	inner, err := h.Create(scope+"/"+"run 1", "inner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Add(esc.Pid()); err != nil {
+		t.Fatal(err)
+	}
+	script := NewRun(g, cg).KillScript()
+	if out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s\n%s", err, out, script)
+	}
+	if esc.Alive() || !g.Empty() {
+		t.Fatal("processes of the run survived")
+	}
+	if _, err := os.Stat(cg.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("cgroup left: %v", err)
+	}
+}
+
+// Run.Signal reaches the group and the process that left it, each once.
+func TestRunSignalOnce(t *testing.T) {
 	forEachHierarchy(t, func(t *testing.T, h *Hierarchy) {
-		scope := testScope(t, h)
-		cg, err := h.Create(scope, "run 1")
+		cg, err := h.Create(testScope(t, h), "run1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd, g, release := startGated(t, "setsid sleep 60 & sleep 60")
+		t.Cleanup(func() { cg.Kill(); cg.Wait(patience); cg.Remove() })
+		log := filepath.Join(t.TempDir(), "got")
+		cmd, g, release := startGated(t, fmt.Sprintf(`trap 'echo group >>%[1]s' TERM
+setsid sh -c 'trap "echo setsid >>%[1]s" TERM; : >%[1]s.ready; while :; do sleep 0.05; done' &
+while :; do sleep 0.05; done`, log))
 		if err := cg.Add(cmd.Process.Pid); err != nil {
 			t.Fatal(err)
 		}
 		release()
-		esc := escapee(t, cg, g.Pgid())
-		inner, err := h.Create(scope+"/"+"run 1", "inner")
-		if err != nil {
+		escapee(t, cg, g.Pgid())
+		eventually(t, "the setsid'ed shell trapping SIGTERM", func() bool {
+			_, err := os.Stat(log + ".ready")
+			return err == nil
+		})
+		if err := NewRun(g, cg).Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		if err := inner.Add(esc.Pid()); err != nil {
-			t.Fatal(err)
-		}
-		script := NewRun(g, cg).KillScript()
-		if out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %s\n%s", err, out, script)
-		}
-		if esc.Alive() || !g.Empty() {
-			t.Fatal("processes of the run survived")
-		}
-		if _, err := os.Stat(cg.Path()); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("cgroup left: %v", err)
+		got := func() string { b, _ := os.ReadFile(log); return string(b) }
+		eventually(t, "both shells trapping SIGTERM", func() bool {
+			return strings.Contains(got(), "group") && strings.Contains(got(), "setsid")
+		})
+		// A second signal to either would show by now.
+		time.Sleep(300 * time.Millisecond)
+		if n := strings.Count(got(), "\n"); n != 2 {
+			t.Fatalf("SIGTERM seen %d times, want once by each shell:\n%s", n, got())
 		}
 	})
 }

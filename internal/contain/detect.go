@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Kind is the containment a run gets; its value is the run record's
@@ -105,7 +107,7 @@ func Probe(kind Kind) (*Hierarchy, error) {
 // so a trial cut short (the process was killed) is cleared by a later one.
 func (h *Hierarchy) trial() error {
 	parent := filepath.Join(h.base, parentDir)
-	if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := unix.Mkdir(parent, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("cannot make a cgroup in %s: %w", h.base, err)
 	}
 	clearTrials(parent)
@@ -114,7 +116,7 @@ func (h *Hierarchy) trial() error {
 		return err
 	}
 	cg := &Cgroup{kind: h.Kind, path: filepath.Join(parent, trialName(os.Getpid(), self.start))}
-	if err := os.Mkdir(cg.path, 0o755); err != nil {
+	if err := unix.Mkdir(cg.path, 0o755); err != nil {
 		return fmt.Errorf("cannot make a cgroup in %s: %w", parent, err)
 	}
 	defer cg.Remove()

@@ -63,16 +63,22 @@ func (r *Run) Empty() bool {
 	return true
 }
 
-// Signal sends sig to every process of the run: the group (if it is still
-// the run's) and each process in the cgroup. ErrGone when nothing of the
-// run is left.
+// Signal sends sig to every process of the run, once each: the group at
+// once (if it is still the run's), then each process of the cgroup that
+// left the group. It is for ending the run (SIGTERM); signals a user sends
+// the job go to Group alone, as a shell's job control would send them.
+// ErrGone when nothing of the run is left.
 func (r *Run) Signal(sig syscall.Signal) error {
 	var gerr error = ErrGone
+	pgid := 0
 	if r.group != nil {
 		gerr = r.group.Signal(sig)
+		if gerr == nil {
+			pgid = r.group.pgid
+		}
 	}
 	if r.cg != nil {
-		n, err := r.cg.Signal(sig)
+		n, err := r.cg.signalOutside(sig, pgid)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hacron/internal/contain/containtest"
 )
 
 // patience bounds every wait for something that takes milliseconds on an
@@ -437,29 +439,19 @@ func TestTerminateLeftovers(t *testing.T) {
 }
 
 // reusePid starts `sleep 60` in a process group of its own with exactly
-// the given pid, now free, by setting the kernel's last-pid counter just
-// below it (root only); other processes forking at the same moment can
-// take it first, so it tries a number of times.
+// the given pid, now free.
 func reusePid(t *testing.T, pid int) *exec.Cmd {
 	t.Helper()
-	for range 200 {
-		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
-			t.Skipf("cannot choose the next pid: %v", err)
-		}
+	cmd, err := containtest.StartAt(pid, 200, func() *exec.Cmd {
 		cmd := exec.Command("/bin/sleep", "60")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if cmd.Process.Pid == pid {
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			return cmd
-		}
-		cmd.Process.Kill()
-		cmd.Wait()
+		return cmd
+	})
+	if err != nil {
+		t.Skipf("cannot reuse pid %d: %v", pid, err)
 	}
-	t.Skip("the pid was always taken by another process first")
-	return nil
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
 }
 
 // A process and a group that ended and whose number went to a new process

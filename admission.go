@@ -27,6 +27,9 @@ const (
 	skipPassive = "passive"
 	skipSlot    = "slot taken"
 	skipRunning = "still running elsewhere"
+	// skipNoSession is passive for want of a ZooKeeper session (state
+	// unknown): the agent says so in its log.
+	skipNoSession = "no ZooKeeper session"
 )
 
 // admission describes the ZooKeeper side of one run.

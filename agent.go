@@ -14,12 +14,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,7 +37,11 @@ type agentCmd struct {
 	Detach    bool   `name:"detach" help:"Run in the background; exit 0 at once if an agent of this cluster already runs here."`
 	PIDFile   string `name:"pid-file" placeholder:"PATH" help:"Pid file, locked while the agent runs (default: the socket path with .pid)."`
 	Metrics   string `name:"metrics-listen" placeholder:"ADDR" help:"Serve Prometheus metrics on ADDR (host:port) at /metrics."`
+	LogFile   string `name:"log-file" placeholder:"PATH" help:"Log to this file (appended). A --detach'ed agent without /dev/log logs to /var/log/hacron/<cluster>.log."`
 }
+
+// defaultLogDir holds a detached agent's log when there is no syslog.
+const defaultLogDir = "/var/log/hacron"
 
 // admittedRun is a job the agent let run (or is letting run: it is
 // tracked from just before the admission write).
@@ -63,12 +69,15 @@ type agent struct {
 	root      string
 	stateFile string
 
-	adm *admitter
+	adm       *admitter
+	history   atomic.Int64 // run records kept per job; changes on SIGHUP
+	noSession atomic.Int64 // since when there is no usable session (unix ns); 0: there is one
 
 	mu       sync.Mutex
 	runs     map[*admittedRun]struct{}
 	open     map[string]bool // records this agent will complete
 	revoked  string          // non-empty: jobs must stop (resign, shutdown)
+	draining string          // non-empty: no new run, running ones may finish
 	revokeCh chan struct{}   // closed when revoked is set
 	metrics  *metrics
 
@@ -77,11 +86,22 @@ type agent struct {
 	life context.Context
 }
 
-func (a *agentCmd) Run(ctx context.Context, g *globals) error {
-	log, err := newLogger(g, slog.LevelInfo)
+func (a *agentCmd) Run(ctx context.Context, g *globals, cfg *config, reload reloadFunc) error {
+	target := logTarget{w: os.Stderr}
+	if a.LogFile != "" {
+		f, err := openLogFile(a.LogFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		target.w = f
+	}
+	h, err := newHandler(g, slog.LevelInfo, target)
 	if err != nil {
 		return err
 	}
+	live := newLiveHandler(h)
+	log := slog.New(live)
 	if g.Direct {
 		return errors.New("hacron agent runs in agent mode; this configuration says mode = direct")
 	}
@@ -106,11 +126,26 @@ func (a *agentCmd) Run(ctx context.Context, g *globals) error {
 		// The child takes the lock itself; a child that loses a race with
 		// another start exits 0 like any second start.
 		pidFile.Close()
-		return detach()
+		return detach(g, a)
 	}
 	defer pidFile.Close()
 	defer os.Remove(pidPath)
-	return runAgent(ctx, g, log, a)
+	if v, ok := cfg.ignoredActive(); ok {
+		log.Warn("default_state = active is ignored: hacron has no state to fall back to and fails closed", "at", fmt.Sprintf("%s:%d", v.path, v.line))
+	}
+	return runAgent(ctx, g, log, live, a, reload)
+}
+
+// openLogFile opens a log file for appending, making its directory.
+func openLogFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("--log-file: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("--log-file: %w", err)
+	}
+	return f, nil
 }
 
 var errAgentRunning = errors.New("an agent already runs")
@@ -134,12 +169,20 @@ func lockPIDFile(path string) (*os.File, error) {
 }
 
 // detach starts this agent again in the background, in its own session,
-// with the same options but --detach.
-func detach() error {
+// with the same options but --detach. Its log must not go to /dev/null:
+// syslog when the host has a syslog daemon, else a log file.
+func detach(g *globals, opts *agentCmd) error {
 	var args []string
 	for _, a := range os.Args[1:] {
 		if a != "--detach" && a != "--detach=true" {
 			args = append(args, a)
+		}
+	}
+	if !g.Syslog && opts.LogFile == "" {
+		if _, err := os.Stat("/dev/log"); err == nil {
+			args = append([]string{"--syslog"}, args...)
+		} else {
+			args = append(args, "--log-file", filepath.Join(defaultLogDir, g.Cluster+".log"))
 		}
 	}
 	exe, err := os.Executable()
@@ -165,19 +208,28 @@ func detach() error {
 // connections keeps its footprint small (GOMEMLIMIT overrides it).
 const agentMemoryLimit = 16 << 20
 
-func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd) error {
+func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandler, opts *agentCmd, reload reloadFunc) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(agentMemoryLimit)
 	}
-	zc, err := dialZK(ctx, g.zkConfig(), log)
+	root := g.clusterRoot()
+	// Before anything else: a file that says active after an unclean end
+	// (SIGKILL, the OOM killer) must not outlive it.
+	early := &agent{stateFile: opts.StateFile}
+	if err := early.writeStateFile("passive"); err != nil {
+		log.Warn("state file", "err", err)
+	}
+	// ZooKeeper unreachable is no reason to exit: the agent stays, says
+	// unknown, and joins when ZooKeeper answers. Only a bad configuration
+	// (auth file, TLS, connect string) ends it here.
+	zc, err := newZKClient(g.zkConfig(), log)
 	if err != nil {
 		return err
 	}
-	defer zc.Close()
-	root := g.clusterRoot()
-	if err := claimMode(zc, root, "agent"); err != nil {
+	if err := zc.open(); err != nil {
 		return err
 	}
+	defer zc.Close()
 	life, endLife := context.WithCancel(context.Background())
 	defer endLife()
 	a := &agent{
@@ -187,6 +239,7 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 		revokeCh: make(chan struct{}),
 		life:     life,
 	}
+	a.history.Store(int64(g.History))
 	a.el = newElection(zc, electionConfig{Parent: root + "/election", ID: g.Node, Version: version}, log)
 	a.adm = newAdmitter(a.el, zc, root, g.Node, log)
 	a.metrics = newMetrics(a)
@@ -224,14 +277,6 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 		}
 	}
 
-	elCtx, stopElection := context.WithCancel(context.Background())
-	elDone := make(chan struct{})
-	go func() {
-		defer close(elDone)
-		if err := a.el.Run(elCtx); err != nil {
-			log.Error("election stopped", "err", err)
-		}
-	}()
 	stateDone := make(chan struct{})
 	stateCtx, stopState := context.WithCancel(context.Background())
 	go func() {
@@ -245,12 +290,43 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 		a.enforce(enfCtx)
 	}()
 	go a.completeLeftoversPerTerm(life)
+	go a.watchSession(life)
 	go a.accept(ln)
 	log.Info("agent started", "cluster", g.Cluster, "node", g.Node, "socket", g.Socket, "version", version)
 	// systemd (Type=notify): ready now; without NOTIFY_SOCKET a no-op.
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 
-	<-ctx.Done()
+	// The election starts once ZooKeeper has answered and the cluster's
+	// mode is this one.
+	elCtx, stopElection := context.WithCancel(context.Background())
+	elDone := make(chan struct{})
+	fatal := make(chan error, 1)
+	go func() {
+		defer close(elDone)
+		if err := a.claimModeWhenReachable(elCtx); err != nil {
+			fatal <- err
+			return
+		}
+		if err := a.el.Run(elCtx); err != nil {
+			log.Error("election stopped", "err", err)
+		}
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var exitErr error
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case exitErr = <-fatal:
+			log.Error("cannot join the election", "err", exitErr)
+			break wait
+		case <-hup:
+			a.reload(reload, live, opts)
+		}
+	}
 	// Graceful stop (rule 11): no new job, running jobs end as on a lease
 	// loss, then the node goes and the session closes, so the standby
 	// takes over at once.
@@ -272,7 +348,7 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 		log.Warn("state file", "err", err)
 	}
 	log.Info("agent stopped")
-	return nil
+	return exitErr
 }
 
 // claimMode records the cluster's mode once and refuses the other mode.
@@ -296,6 +372,113 @@ func claimMode(zc *zkClient, root, mode string) error {
 	return nil
 }
 
+// claimModeWhenReachable waits for ZooKeeper as long as it takes, then
+// records or checks the cluster's mode. A mode or permission problem is
+// for the operator and ends the agent; an outage is waited out.
+func (a *agent) claimModeWhenReachable(ctx context.Context) error {
+	for {
+		if _, err := a.zc.waitUsable(ctx); err != nil {
+			return nil // stopping
+		}
+		err := claimMode(a.zc, a.root, "agent")
+		if err == nil {
+			return nil
+		}
+		if !unknown(err) && !errors.Is(err, zk.ErrSessionExpired) && !errors.Is(err, zk.ErrClosing) {
+			return err
+		}
+		if !sleepCtx(ctx, time.Second) {
+			return nil
+		}
+	}
+}
+
+// sessionWarnEvery rate-limits the warning that runs are being skipped for
+// want of a ZooKeeper session.
+const sessionWarnEvery = 30 * time.Second
+
+// watchSession says in the log when the ZooKeeper session goes and comes
+// back, and every sessionWarnEvery while there is none: a passive agent
+// that skips every run must not be silent about it.
+func (a *agent) watchSession(ctx context.Context) {
+	usable := true
+	var since time.Time
+	for {
+		s := a.zc.snapshot()
+		switch {
+		case s.Usable() && !usable:
+			a.log.Info("ZooKeeper session established", "after", time.Since(since).Round(time.Millisecond).String())
+			usable = true
+			a.noSession.Store(0)
+		case !s.Usable() && usable:
+			usable, since = false, time.Now()
+			a.noSession.Store(since.UnixNano())
+			a.log.Warn("no ZooKeeper session: runs are skipped until there is one", "servers", a.g.ZK, "last_error", a.zc.lastError())
+		}
+		var tick <-chan time.Time
+		if !usable {
+			tick = time.After(sessionWarnEvery)
+		}
+		select {
+		case <-s.Changed:
+		case <-tick:
+			a.log.Warn("still no ZooKeeper session: runs are skipped", "for", time.Since(since).Round(time.Second).String(), "servers", a.g.ZK, "last_error", a.zc.lastError())
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// reload re-reads the configuration on SIGHUP and applies what can change
+// while the agent runs; it never steps down. Changed settings that need a
+// restart are named in a warning.
+func (a *agent) reload(reload reloadFunc, live *liveHandler, opts *agentCmd) {
+	c, err := reload()
+	if err != nil {
+		a.log.Warn("reload: the configuration has an error; nothing changed", "err", err)
+		return
+	}
+	ng, old := c.globals, *a.g
+	h, err := newHandler(&ng, slog.LevelInfo, a.logTarget(opts))
+	if err != nil {
+		a.log.Warn("reload: nothing changed", "err", err)
+		return
+	}
+	live.set(h)
+	a.history.Store(int64(ng.History))
+	var restart []string
+	for _, d := range []struct {
+		key     string
+		changed bool
+	}{
+		{"zk", ng.ZK != old.ZK}, {"cluster", ng.Cluster != old.Cluster}, {"node", ng.Node != old.Node},
+		{"session_timeout", ng.SessionTimeout != old.SessionTimeout}, {"socket", ng.Socket != old.Socket},
+		{"socket_group", ng.SocketGroup != old.SocketGroup}, {"mode", ng.Direct != old.Direct},
+		{"zk_auth_file", ng.ZKAuthFile != old.ZKAuthFile}, {"zk_world_read", ng.ZKWorldRead != old.ZKWorldRead},
+		{"zk_tls_ca", ng.ZKTLSCA != old.ZKTLSCA}, {"zk_tls_cert", ng.ZKTLSCert != old.ZKTLSCert}, {"zk_tls_key", ng.ZKTLSKey != old.ZKTLSKey},
+		{"state_file", c.Agent.StateFile != opts.StateFile}, {"pid_file", c.Agent.PIDFile != opts.PIDFile},
+		{"metrics_listen", c.Agent.Metrics != opts.Metrics},
+	} {
+		if d.changed {
+			restart = append(restart, d.key)
+		}
+	}
+	a.log.Info("configuration reloaded", "log_level", ng.LogLevel, "log_format", ng.LogFormat, "syslog", ng.Syslog, "history", ng.History)
+	if len(restart) > 0 {
+		a.log.Warn("reload: these settings changed but take effect only after a restart (systemctl restart hacron-agent: a failover)", "keys", strings.Join(restart, ","))
+	}
+}
+
+// logTarget is where the agent logs when not to syslog.
+func (a *agent) logTarget(opts *agentCmd) logTarget {
+	if opts.LogFile != "" {
+		if f, err := openLogFile(opts.LogFile); err == nil {
+			return logTarget{w: f}
+		}
+	}
+	return logTarget{w: os.Stderr}
+}
+
 // revoke stops admissions and makes every running job end as on a lease
 // loss.
 func (a *agent) revoke(reason string) {
@@ -307,10 +490,18 @@ func (a *agent) revoke(reason string) {
 	}
 }
 
+// setDraining stops admissions without ending running jobs.
+func (a *agent) setDraining(reason string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.draining = reason
+}
+
 // unrevoke admits again (after a resignation's step-down).
 func (a *agent) unrevoke() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.draining = ""
 	if a.revoked != "" {
 		a.revoked = ""
 		a.revokeCh = make(chan struct{})
@@ -421,6 +612,8 @@ func (a *agent) serve(c *net.UnixConn) {
 		wire.Write(c, wire.Reply{V: wire.Version, State: &info})
 	case "resign":
 		a.resign(c, uid, req)
+	case "rejoin":
+		a.rejoin(c, uid)
 	case "run":
 		a.serveRun(c, r, uid, pid, req)
 	default:
@@ -459,16 +652,49 @@ func (a *agent) stateInfo() wire.StateInfo {
 }
 
 func (a *agent) resign(c *net.UnixConn, uid int, req wire.Request) {
+	fail := func(msg string, hints ...string) {
+		wire.Write(c, wire.Reply{V: wire.Version, Error: msg, Hints: hints, Code: exitUsage})
+	}
 	if uid != 0 && uid != os.Getuid() {
-		wire.Write(c, wire.Reply{V: wire.Version, Error: fmt.Sprintf("permission denied: only root or the agent's user (uid %d) may resign", os.Getuid()), Code: exitUsage})
+		fail(fmt.Sprintf("permission denied: only root or the agent's user (uid %d) may resign", os.Getuid()))
 		return
 	}
 	hold := time.Duration(req.HoldMS) * time.Millisecond
-	if hold <= 0 {
-		wire.Write(c, wire.Reply{V: wire.Version, Error: "resign: --hold must be positive", Code: exitUsage})
+	drain := time.Duration(req.DrainMS) * time.Millisecond
+	if hold < 0 || drain < 0 {
+		fail("resign: --hold and --drain must not be negative")
 		return
 	}
-	a.log.Info("resigning", "hold", hold.String(), "uid", uid)
+	if held, until := a.el.Holding(); held {
+		// Already out: the new hold replaces the old one.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if a.el.Resign(ctx, hold) != nil {
+			fail("resign: the election did not take the new hold; try again")
+			return
+		}
+		note := fmt.Sprintf("already out of the election (%s); the hold now ends in %v", until, hold)
+		if hold == 0 {
+			note = "was out of the election (" + until + "); rejoined now"
+		}
+		wire.Write(c, wire.Reply{V: wire.Version, OK: true, Note: note})
+		return
+	}
+	if !a.zc.snapshot().Usable() {
+		fail("resign: no ZooKeeper session, so this node holds nothing to resign",
+			"the node is not active while it has no session; `hacron state --json` says why")
+		return
+	}
+	a.log.Info("resigning", "hold", hold.String(), "drain", drain.String(), "uid", uid)
+	if drain > 0 {
+		// No new run; the running ones may end by themselves.
+		a.setDraining("draining before a resign")
+		waitUntil(drain, func() bool {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return len(a.runs) == 0
+		})
+	}
 	a.revoke("resigning")
 	a.waitJobsGone(lease.MaxKillGrace(a.el.Status().Timeout) + 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -479,9 +705,25 @@ func (a *agent) resign(c *net.UnixConn, uid int, req wire.Request) {
 	}
 	a.unrevoke()
 	if err != nil {
-		wire.Write(c, wire.Reply{V: wire.Version, Error: "resign: the election is busy (no ZooKeeper session?)", Code: exitUsage})
+		fail("resign: the election did not answer within 5s; nothing changed", "try again; `hacron state --json` shows the election's state")
 		return
 	}
+	wire.Write(c, wire.Reply{V: wire.Version, OK: true})
+}
+
+// rejoin ends a resignation's hold early.
+func (a *agent) rejoin(c *net.UnixConn, uid int) {
+	if uid != 0 && uid != os.Getuid() {
+		wire.Write(c, wire.Reply{V: wire.Version, Error: fmt.Sprintf("permission denied: only root or the agent's user (uid %d) may rejoin", os.Getuid()), Code: exitUsage})
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.el.Rejoin(ctx); err != nil {
+		wire.Write(c, wire.Reply{V: wire.Version, Error: err.Error(), Code: exitUsage})
+		return
+	}
+	a.log.Info("rejoining the election", "uid", uid)
 	wire.Write(c, wire.Reply{V: wire.Version, OK: true})
 }
 
@@ -504,6 +746,9 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req wir
 		wire.Write(c, wire.Reply{V: wire.Version, Error: err.Error(), Code: exitCodeOf(err, exitUsage), Hints: hintsOf(err)})
 	}
 	skip := func(reason string) {
+		if reason == skipPassive && !a.zc.snapshot().Usable() {
+			reason = skipNoSession
+		}
 		a.log.Info("run", "cluster", a.g.Cluster, "state", "passive", "status", "ignore", "job", req.Job, "slot", req.Slot, "reason", reason, "cmd", joinArgs(req.Argv))
 		wire.Write(c, wire.Reply{V: wire.Version, Skip: reason})
 	}
@@ -543,6 +788,9 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req wir
 			defer a.mu.Unlock()
 			if a.revoked != "" {
 				return nil, a.revoked
+			}
+			if a.draining != "" {
+				return nil, a.draining
 			}
 			run.token = token
 			a.runs[run] = struct{}{}
@@ -681,7 +929,7 @@ func (a *agent) finish(run *admittedRun, code *int, result string) {
 	a.metrics.runDuration.WithLabelValues(t.adm.job).Observe(time.Since(run.start).Seconds())
 	ctx, cancel := context.WithTimeout(a.life, time.Minute)
 	defer cancel()
-	if err := pruneRuns(ctx, a.zc.snapshot().Conn, t.adm.runsPath(), a.g.History); err != nil {
+	if err := pruneRuns(ctx, a.zc.snapshot().Conn, t.adm.runsPath(), int(a.history.Load())); err != nil {
 		a.log.Warn("pruning run records", "job", t.adm.job, "err", err)
 	}
 }

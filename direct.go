@@ -169,6 +169,10 @@ func directState(ctx context.Context, g *globals) (wire.StateInfo, error) {
 	}
 	defer zc.Close()
 	conn := zc.snapshot().Conn
+	if mode, _, err := conn.Get(zc.abs(g.clusterRoot() + "/mode")); err == nil && string(mode) != "direct" {
+		return wire.StateInfo{}, withHint(fmt.Errorf("cluster %s is in %s mode, not direct", g.Cluster, mode),
+			"ask the agent: hacron state without --direct")
+	}
 	info := wire.StateInfo{Cluster: g.Cluster, Node: g.Node, State: "passive", Reason: "holds no job lock", SessionID: "0x0"}
 	jobs, _, err := conn.Children(zc.abs(g.clusterRoot() + "/jobs"))
 	if errors.Is(err, zk.ErrNoNode) {

@@ -196,6 +196,7 @@ type election struct {
 	feeds map[*standingFeed]struct{}
 
 	resignCh chan time.Duration
+	rejoinCh chan struct{}
 	// goneCh carries the path of an election node that an admission found
 	// gone. Keyed by path: a notice about an earlier term's node must
 	// never end a later term.
@@ -222,6 +223,7 @@ func newElection(zc *zkClient, cfg electionConfig, log *slog.Logger) *election {
 		st:       standing{State: statePassive, Reason: reasonStarting, Since: time.Now()},
 		feeds:    map[*standingFeed]struct{}{},
 		resignCh: make(chan time.Duration),
+		rejoinCh: make(chan struct{}),
 		goneCh:   make(chan string, 1),
 	}
 }
@@ -392,14 +394,59 @@ func (e *election) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		if end.hold > 0 {
-			e.setState(statePassive, reasonResigned, fmt.Sprintf("out of the election for %v", end.hold))
-			if !sleepCtx(ctx, end.hold) {
-				return nil
-			}
+		if end.hold > 0 && !e.holdOff(ctx, end.hold) {
+			return nil
 		}
 	}
 	return nil
+}
+
+// holdOff stays out of the election for hold after a resignation. Another
+// resignation meanwhile sets a new hold (0: rejoin now); Rejoin ends it.
+func (e *election) holdOff(ctx context.Context, hold time.Duration) bool {
+	for {
+		until := time.Now().Add(hold)
+		e.setState(statePassive, reasonResigned, "out of the election until "+until.Format(time.TimeOnly))
+		t := time.NewTimer(hold)
+		select {
+		case <-t.C:
+			return true
+		case hold = <-e.resignCh:
+			t.Stop()
+			if hold <= 0 {
+				return true
+			}
+		case <-e.rejoinCh:
+			t.Stop()
+			return true
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+}
+
+// Holding says whether the candidate is out of the election after a
+// resignation, and until when as text.
+func (e *election) Holding() (bool, string) {
+	st := e.Status()
+	return st.Reason == reasonResigned && st.State == statePassive, st.Detail
+}
+
+// errNotHolding: a rejoin with no hold to end.
+var errNotHolding = errors.New("this node is not out of the election (no resign hold to end)")
+
+// Rejoin ends a resignation's hold now.
+func (e *election) Rejoin(ctx context.Context) error {
+	if held, _ := e.Holding(); !held {
+		return errNotHolding
+	}
+	select {
+	case e.rejoinCh <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return errNotHolding
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -7,10 +7,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"log/syslog"
 	"os"
+	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 var syslogFacilities = map[string]syslog.Priority{
@@ -36,21 +39,49 @@ var dialSyslog = func(p syslog.Priority) (*syslog.Writer, error) {
 	return syslog.New(p, "hacron")
 }
 
-// newLogger builds the logger the options ask for. def is the command's
-// level when --log-level is not given.
+// logTarget says where a command's log goes when it is not syslog.
+type logTarget struct {
+	w   io.Writer
+	cli bool // a short-lived command: warnings and errors as "hacron: warning: ..." lines
+}
+
+// stderrLog is the default for short-lived commands: cron mails stderr, so
+// what a person reads there looks like hacron's other messages.
+var stderrLog = logTarget{w: os.Stderr, cli: true}
+
+// newLogger builds the logger the options ask for, on stderr. def is the
+// command's level when --log-level is not given.
 func newLogger(g *globals, def slog.Level) (*slog.Logger, error) {
+	h, err := newHandler(g, def, stderrLog)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(h), nil
+}
+
+// newHandler builds the handler the options ask for. Logging never stops
+// a job: without a syslog daemon (no /dev/log in a container or chroot) it
+// falls back to the target, with one warning.
+func newHandler(g *globals, def slog.Level, to logTarget) (slog.Handler, error) {
 	level := def
 	if g.LogLevel != "" {
 		if err := level.UnmarshalText([]byte(g.LogLevel)); err != nil {
 			return nil, fmt.Errorf("--log-level: %w", err)
 		}
 	}
-	if !g.Syslog {
+	plain := func() slog.Handler {
 		opts := &slog.HandlerOptions{Level: level}
 		if g.LogFormat == "json" {
-			return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+			return slog.NewJSONHandler(to.w, opts)
 		}
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		h := slog.NewTextHandler(to.w, opts)
+		if to.cli {
+			return &cliHandler{Handler: h, w: to.w}
+		}
+		return h
+	}
+	if !g.Syslog {
+		return plain(), nil
 	}
 	fac, ok := syslogFacilities[strings.ToUpper(g.SyslogFacility)]
 	if !ok {
@@ -65,9 +96,119 @@ func newLogger(g *globals, def slog.Level) (*slog.Logger, error) {
 	}
 	w, err := dialSyslog(fac | syslog.LOG_INFO)
 	if err != nil {
-		return nil, fmt.Errorf("syslog: %w", err)
+		h := plain()
+		slog.New(h).Warn("syslog unavailable; logging to stderr instead", "err", err)
+		return h, nil
 	}
-	return slog.New(&syslogHandler{w: w, level: level, json: g.LogFormat == "json"}), nil
+	return &syslogHandler{w: w, level: level, json: g.LogFormat == "json"}, nil
+}
+
+// cliHandler prints warnings and errors in hacron's message style
+// ("hacron: warning: what happened key=value ..."); other levels keep the
+// plain text form.
+type cliHandler struct {
+	slog.Handler
+	w     io.Writer
+	attrs []slog.Attr
+}
+
+func (h *cliHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelWarn {
+		return h.Handler.Handle(ctx, r)
+	}
+	var b strings.Builder
+	drop := func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey || a.Key == slog.MessageKey) {
+			return slog.Attr{}
+		}
+		return a
+	}
+	attrs := slog.NewTextHandler(&b, &slog.HandlerOptions{ReplaceAttr: drop}).WithAttrs(h.attrs)
+	if err := attrs.Handle(ctx, r); err != nil {
+		return err
+	}
+	word := "warning"
+	if r.Level >= slog.LevelError {
+		word = "error"
+	}
+	line := "hacron: " + word + ": " + r.Message
+	if rest := strings.TrimSpace(b.String()); rest != "" {
+		line += " (" + rest + ")"
+	}
+	_, err := io.WriteString(h.w, line+"\n")
+	return err
+}
+
+func (h *cliHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &cliHandler{Handler: h.Handler.WithAttrs(attrs), w: h.w, attrs: append(slices.Clone(h.attrs), attrs...)}
+}
+
+func (h *cliHandler) WithGroup(name string) slog.Handler {
+	return &cliHandler{Handler: h.Handler.WithGroup(name), w: h.w, attrs: h.attrs}
+}
+
+// liveHandler lets the agent change its log settings on SIGHUP without
+// rebuilding every logger that holds it.
+type liveHandler struct {
+	h atomic.Pointer[slog.Handler]
+}
+
+func newLiveHandler(h slog.Handler) *liveHandler {
+	l := &liveHandler{}
+	l.set(h)
+	return l
+}
+
+func (l *liveHandler) set(h slog.Handler) { l.h.Store(&h) }
+
+func (l *liveHandler) current() slog.Handler { return *l.h.Load() }
+
+func (l *liveHandler) Enabled(ctx context.Context, lv slog.Level) bool {
+	return l.current().Enabled(ctx, lv)
+}
+
+func (l *liveHandler) Handle(ctx context.Context, r slog.Record) error {
+	return l.current().Handle(ctx, r)
+}
+
+func (l *liveHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &boundHandler{live: l, attrs: attrs}
+}
+
+func (l *liveHandler) WithGroup(name string) slog.Handler {
+	return &boundHandler{live: l, group: name}
+}
+
+// boundHandler is a liveHandler with attributes or a group applied at the
+// time of each record, to whatever handler is current then.
+type boundHandler struct {
+	live  *liveHandler
+	attrs []slog.Attr
+	group string
+}
+
+func (b *boundHandler) handler() slog.Handler {
+	h := b.live.current().WithAttrs(b.attrs)
+	if b.group != "" {
+		h = h.WithGroup(b.group)
+	}
+	return h
+}
+
+func (b *boundHandler) Enabled(ctx context.Context, lv slog.Level) bool {
+	return b.live.Enabled(ctx, lv)
+}
+
+func (b *boundHandler) Handle(ctx context.Context, r slog.Record) error {
+	return b.handler().Handle(ctx, r)
+}
+
+func (b *boundHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &boundHandler{live: b.live, attrs: append(slices.Clone(b.attrs), attrs...), group: b.group}
+}
+
+func (b *boundHandler) WithGroup(name string) slog.Handler {
+	return &boundHandler{live: b.live, attrs: b.attrs, group: name}
 }
 
 // syslogHandler writes each record as one syslog message at the matching

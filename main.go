@@ -144,6 +144,7 @@ type cli struct {
 	Agent  agentCmd  `cmd:"" help:"Join the election and serve the local socket."`
 	State  stateCmd  `cmd:"" help:"Print active or passive (exit 0 active, 1 passive, 2 unknown)."`
 	Resign resignCmd `cmd:"" help:"Ask the local agent to step down and stay out of the election for a while."`
+	Rejoin rejoinCmd `cmd:"" help:"End a resign's hold early: the local agent joins the election again."`
 	Status statusCmd `cmd:"" help:"Show the cluster: members, the active node, the fencing token, recent runs."`
 	Check  checkCmd  `cmd:"" help:"Check this node's setup: config, ZooKeeper, the lease arithmetic, the cluster."`
 }
@@ -249,6 +250,7 @@ func runWith(args []string, lower *config) int {
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(cfg)
+	kctx.Bind(reloadFunc(func() (*cli, error) { return reparse(args, lower) }))
 	err = kctx.Run(&c.globals)
 	if err != nil {
 		if code, ok := isExit(err); ok {
@@ -258,6 +260,34 @@ func runWith(args []string, lower *config) int {
 		return exitCodeOf(err, exitUsage)
 	}
 	return 0
+}
+
+// reloadFunc parses the command line again with the configuration files as
+// they are now: the agent's SIGHUP.
+type reloadFunc func() (*cli, error)
+
+// reparse reads the configuration and parses args without running
+// anything.
+func reparse(args []string, lower *config) (*cli, error) {
+	path, named := configPath(args)
+	cfg, err := loadConfig(path, named)
+	if err != nil {
+		return nil, err
+	}
+	if lower != nil {
+		cfg.over(lower)
+	}
+	var c cli
+	parser, err := kong.New(&c, kong.Name("hacron"),
+		kong.Vars{"version": version, "default_config": defaultConfigPath, "rcron_config": rcronDefaultConfig},
+		kong.Resolvers(cfg.resolver()), kong.Exit(func(int) {}))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := parser.Parse(args); err != nil {
+		return nil, err
+	}
+	return &c, nil
 }
 
 // isCheck says whether the command line is `hacron check`.

@@ -88,17 +88,34 @@ const resignAnswerLimit = time.Minute
 const stateAnswerLimit = 5 * time.Second
 
 type resignCmd struct {
-	Hold time.Duration `name:"hold" placeholder:"D" default:"30s" help:"Stay out of the election this long."`
+	Hold  time.Duration `name:"hold" placeholder:"D" default:"30s" help:"Stay out of the election this long; 0 rejoins at once (default: ${default})."`
+	Drain time.Duration `name:"drain" placeholder:"D" help:"First stop admitting and let running jobs end by themselves for up to D; what still runs then is terminated."`
 }
 
 func (r *resignCmd) Run(ctx context.Context, g *globals) error {
 	if g.Direct {
 		return errors.New("hacron resign needs an agent; this configuration says mode = direct")
 	}
-	if r.Hold <= 0 {
-		return errors.New("--hold must be positive")
+	if r.Hold < 0 || r.Drain < 0 {
+		return errors.New("--hold and --drain must not be negative")
 	}
-	ac, _, err := askAgent(ctx, g.Socket, wire.Request{V: wire.Version, Op: "resign", HoldMS: r.Hold.Milliseconds()}, resignAnswerLimit)
+	ac, rep, err := askAgent(ctx, g.Socket, wire.Request{V: wire.Version, Op: "resign", HoldMS: r.Hold.Milliseconds(), DrainMS: r.Drain.Milliseconds()}, r.Drain+resignAnswerLimit)
+	if err != nil {
+		return err
+	}
+	if rep.Note != "" {
+		fmt.Println(rep.Note)
+	}
+	return ac.Close()
+}
+
+type rejoinCmd struct{}
+
+func (r *rejoinCmd) Run(ctx context.Context, g *globals) error {
+	if g.Direct {
+		return errors.New("hacron rejoin needs an agent; this configuration says mode = direct")
+	}
+	ac, _, err := askAgent(ctx, g.Socket, wire.Request{V: wire.Version, Op: "rejoin"}, stateAnswerLimit)
 	if err != nil {
 		return err
 	}

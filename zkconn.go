@@ -412,6 +412,13 @@ func (c *zkClient) noteError(gen int, msg string) {
 	c.mu.Unlock()
 }
 
+// lastError is what went wrong last while connecting ("" if nothing).
+func (c *zkClient) lastError() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
 // snapshot returns the current session. Wait on Changed for the next change.
 func (c *zkClient) snapshot() session {
 	c.mu.Lock()

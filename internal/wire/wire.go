@@ -10,8 +10,13 @@
 //
 //	op "state":   {"v":1,"op":"state"}
 //	              <- {"v":1,"state":{...}} (the `hacron state --json` document)
-//	op "resign":  {"v":1,"op":"resign","hold_ms":30000}
-//	              <- {"v":1,"ok":true} once the agent has stepped down
+//	op "resign":  {"v":1,"op":"resign","hold_ms":30000,"drain_ms":N}
+//	              <- {"v":1,"ok":true[,"note":..]} once the agent has stepped
+//	                 down (after letting running jobs end for up to drain_ms);
+//	                 hold_ms 0: rejoin at once; during a hold, the new hold
+//	                 replaces it and the note says so
+//	op "rejoin":  {"v":1,"op":"rejoin"}
+//	              <- {"v":1,"ok":true} the hold of a resignation is over
 //	op "run":     {"v":1,"op":"run","job":..,"slot":..,"claim":..,"no_overlap":..,
 //	               "wait_ms":N,"argv":[..],"pgid":N,"kill_grace_ms":N,
 //	               "kill_grace_set":bool}
@@ -73,6 +78,7 @@ type Request struct {
 	KillGraceMS  int64    `json:"kill_grace_ms,omitempty"`
 	KillGraceSet bool     `json:"kill_grace_set,omitempty"`
 	HoldMS       int64    `json:"hold_ms,omitempty"`
+	DrainMS      int64    `json:"drain_ms,omitempty"`
 	ExitCode     int      `json:"exit_code,omitempty"`
 	Result       string   `json:"result,omitempty"`
 }
@@ -84,6 +90,7 @@ type Reply struct {
 	Hints        []string   `json:"hints,omitempty"` // one per line`
 	Code         int        `json:"code,omitempty"`
 	OK           bool       `json:"ok,omitempty"`
+	Note         string     `json:"note,omitempty"` // something the operator should read (resign)
 	Skip         string     `json:"skip,omitempty"`
 	Admitted     bool       `json:"admitted,omitempty"`
 	Token        int64      `json:"token,omitempty"`

@@ -32,26 +32,26 @@ func isAbove(node, p string) bool {
 	return node == "/" && p != "/" || strings.HasPrefix(p, node+"/")
 }
 
-// mine says whether an ACL entry applies to this client. world:anyone
-// applies to everyone, a digest entry to the client holding its user and
-// password. A client without a on a node sees digest entries with the hash
-// hidden ("user:x"): such an entry with this client's user counts unless it
-// grants a, for a client it applied to would have had a and seen the hash.
-// Other schemes (ip, x509, sasl) never count: hacron cannot tell whether they
-// admit it.
+// mine says whether an ACL entry applies to this client: world:anyone
+// applies to everyone, a digest entry to its own credentials (see ours).
+// Other schemes (ip, x509, sasl) never count: hacron cannot tell whether
+// they admit it.
 func (c *zkClient) mine(e zk.ACL) bool {
-	switch e.Scheme {
-	case "world":
-		return e.ID == "anyone"
-	case "digest":
-		if c.auth == nil {
-			return false
-		}
-		own := c.acl[0].ID // the cluster's digest entry comes first
-		user, _, _ := strings.Cut(own, ":")
-		return e.ID == own || e.ID == user+":x" && e.Perms&zk.PermAdmin == 0
+	return e.Scheme == "world" && e.ID == "anyone" || c.ours(e)
+}
+
+// ours says whether an ACL entry is the digest of this client's
+// credentials. A client without a on a node sees digest entries with the
+// hash hidden ("user:x"): such an entry with this client's user counts
+// unless it grants a, for a client it applied to would have had a and seen
+// the hash.
+func (c *zkClient) ours(e zk.ACL) bool {
+	if e.Scheme != "digest" || c.auth == nil {
+		return false
 	}
-	return false
+	own := c.acl[0].ID // the cluster's digest entry comes first
+	user, _, _ := strings.Cut(own, ":")
+	return e.ID == own || e.ID == user+":x" && e.Perms&zk.PermAdmin == 0
 }
 
 // granted is what an ACL lets this client do.
@@ -64,12 +64,12 @@ func (c *zkClient) granted(acl []zk.ACL) (perms int32) {
 	return perms
 }
 
-// foreign lists the entries of an ACL that are not this client's and grant
-// some of want.
+// foreign lists the entries of an ACL that grant some of want to someone
+// besides this client's credentials.
 func (c *zkClient) foreign(acl []zk.ACL, want int32) []zk.ACL {
 	var out []zk.ACL
 	for _, e := range acl {
-		if !c.mine(e) && e.Perms&want != 0 {
+		if !c.ours(e) && e.Perms&want != 0 {
 			out = append(out, e)
 		}
 	}
@@ -145,7 +145,7 @@ func (c *zkClient) clusterNodeProblem(conn *zk.Conn) error {
 		return fmt.Errorf("read the ACL of %s: %w", node, err)
 	}
 	if got := c.granted(acl); got&clusterNeeds != clusterNeeds {
-		return withHint(fmt.Errorf("cluster node %s is not this cluster's: its ACL is %s, which gives %s %s of the %s hacron needs",
+		return withHint(fmt.Errorf("cluster node %s is not this cluster's: its ACL is %s; %s gets %s, hacron needs %s",
 			node, aclString(acl), c.who(), permString(got), permString(clusterNeeds)),
 			c.notOursHint(acl))
 	}
@@ -160,7 +160,7 @@ func (c *zkClient) notOursHint(acl []zk.ACL) string {
 	}
 	user, _, _ := strings.Cut(string(c.auth), ":")
 	for _, e := range acl {
-		if e.Scheme == "digest" && strings.HasPrefix(e.ID, user+":") && !c.mine(e) {
+		if e.Scheme == "digest" && strings.HasPrefix(e.ID, user+":") && !c.ours(e) {
 			return fmt.Sprintf("the ACL names user %s with another password: check the password in %s", user, c.cfg.AuthFile)
 		}
 	}
@@ -202,52 +202,50 @@ func (c *zkClient) checkACLs(conn *zk.Conn, r aclReport) bool {
 		}
 	}
 	chain = append(chain, root)
-	canCreate := true // below the deepest node that exists
+	var above []zk.ACL // of the node above this one; nil when hidden
 	for i, node := range chain {
-		ok, _, err := conn.Exists(node)
+		exists, _, err := conn.Exists(node)
 		if err != nil {
 			r.bad(fmt.Errorf("%s: %w", node, err))
 			return false
 		}
-		if !ok {
-			if !canCreate {
-				return true // already reported
+		if !exists {
+			// Nothing below exists either: the node above decides.
+			switch {
+			case i > 0 && above == nil:
+				r.warn("cannot tell whether %s may create %s: the ACL of %s is hidden from it", c.who(), node, chain[i-1])
+			case i > 0 && c.granted(above)&zk.PermCreate == 0:
+				r.bad(withHint(fmt.Errorf("%s cannot be created: the ACL of %s (%s) does not let %s create children", node, chain[i-1], aclString(above), c.who()),
+					fmt.Sprintf("the nodes above a cluster's own should carry world:anyone:cr: whoever holds a on %s can set that (zkCli.sh setAcl %s world:anyone:cr), or give this cluster a chroot of its own", chain[i-1], chain[i-1])))
+			case node == root:
+				r.ok("%s absent: the first agent or direct run makes it (%s)", node, aclString(c.acl))
+			default:
+				r.ok("%s absent: the first agent or direct run makes it (%s) and the cluster's node below (%s)", node, aclString(sharedACL), aclString(c.acl))
 			}
-			acl := sharedACL
-			if node == root {
-				acl = c.acl
-			}
-			r.ok("%s absent: the first agent or direct run creates it with %s", node, aclString(acl))
-			continue
-		}
-		acl, _, err := conn.GetACL(node)
-		if err != nil && !errors.Is(err, zk.ErrNoAuth) {
-			r.bad(fmt.Errorf("read the ACL of %s: %w", node, err))
-			return false
+			return true
 		}
 		if node == root {
-			if perr := c.clusterNodeProblem(conn); perr != nil {
-				r.bad(perr)
+			if err := c.clusterNodeProblem(conn); err != nil {
+				r.bad(err)
 				return false
 			}
+			acl, _, _ := conn.GetACL(node)
 			r.ok("ACL %s: %s (the cluster's node)", node, aclString(acl))
 			break
 		}
-		if err != nil {
-			r.ok("ACL %s: not readable by %s", node, c.who())
-			canCreate = true // unknown: a create will tell
+		acl, _, err := conn.GetACL(node)
+		switch {
+		case errors.Is(err, zk.ErrNoAuth):
+			r.ok("ACL %s: hidden from %s", node, c.who())
+			above = nil
 			continue
+		case err != nil:
+			r.bad(fmt.Errorf("read the ACL of %s: %w", node, err))
+			return false
 		}
 		r.ok("ACL %s: %s", node, aclString(acl))
-		canCreate = c.granted(acl)&zk.PermCreate != 0
-		next := chain[i+1]
-		if !canCreate {
-			if ok, _, _ := conn.Exists(next); !ok {
-				r.bad(withHint(fmt.Errorf("%s cannot be created: the ACL of %s (%s) does not let %s create children", next, node, aclString(acl), c.who()),
-					fmt.Sprintf("the nodes above a cluster's own should carry world:anyone:cr: whoever holds a on %s can set that (zkCli.sh setAcl %s world:anyone:cr), or give this cluster a chroot of its own", node, node)))
-			}
-		}
-		if next == root && c.auth != nil {
+		above = acl
+		if chain[i+1] == root && c.auth != nil {
 			if f := c.foreign(acl, zk.PermDelete); len(f) > 0 {
 				r.warn("%s lets %s delete its children: the cluster's node could be removed while empty and made again by someone else (hacron makes %s)", node, aclString(f), aclString(sharedACL))
 			}

@@ -419,4 +419,24 @@ func TestIntegration_ClusterNodeNotOurs(t *testing.T) {
 	}
 	line, _ = refusedAt("status", envOf(chroot, "a", writeAuthFile(t, "mallory:pw-m")), exitUsage, "status")
 	wantMatch("status", line, `^read `+chroot+`/hacron/a/mode: zk: not authenticated: the ACL of `+chroot+`/hacron/a/mode refuses this client$`)
+
+	// A chroot an administrator made for one team: a closed node above, the
+	// team's own below. hacron creates nothing above it (the closed node
+	// refuses even a create of what exists) and works below it.
+	chroot = base + "/5/ops"
+	mkdirs(t, mallory, base+"/5", malloryACL)
+	if _, err := mallory.Create(chroot, nil, 0, zk.DigestACL(zk.PermAll, "a", "pw-a")); err != nil {
+		t.Fatal(err)
+	}
+	env = envOf(chroot, "a", authA)
+	r := startProc(t, "direct run in the team's chroot", env, "run", "--direct", "--", "touch", ran)
+	if code := r.wait(20 * time.Second); code != 0 {
+		t.Fatalf("direct run in the team's chroot: exit %d: %s", code, r.errText())
+	}
+	chk = startProc(t, "check", env, "check", "--direct")
+	if code := chk.wait(20 * time.Second); code != 0 {
+		t.Errorf("check: exit %d, want 0: %s", code, chk.outText())
+	}
+	wantMatch("check", chk.outText(), `(?m)^ok +ACL `+base+`/5: hidden from digest:a$`)
+	wantMatch("check", chk.outText(), `(?m)^ok +ACL `+chroot+`: digest:a cdrwa$`)
 }

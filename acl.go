@@ -122,9 +122,6 @@ func aclString(acl []zk.ACL) string {
 // ensureCluster makes the cluster's node (the shared ground above it
 // included) and refuses to go on when that node is not this cluster's.
 func (c *zkClient) ensureCluster(conn *zk.Conn) error {
-	if c.cfg.ClusterRoot == "" {
-		return errors.New("no cluster root configured")
-	}
 	if err := c.ensurePath(conn, c.cfg.ClusterRoot); err != nil {
 		return err
 	}
@@ -257,7 +254,7 @@ func (c *zkClient) checkACLs(conn *zk.Conn, r aclReport) bool {
 	for _, node := range clusterNodes(conn, root) {
 		acl, _, err := conn.GetACL(node)
 		if err != nil {
-			continue // absent, or hidden from this client: not hacron's doing
+			continue // absent, or hidden from this client: then not of hacron's making
 		}
 		if f := c.foreign(acl, zk.PermWrite|zk.PermCreate|zk.PermDelete|zk.PermAdmin); len(f) > 0 {
 			r.warn("%s can be changed by %s as well as by this cluster", node, aclString(f))

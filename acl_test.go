@@ -116,8 +116,8 @@ func agentActive(t *testing.T, a *agentProc) {
 // elects, admits and runs a job whatever came first, and none can change or
 // delete what another made (C's own nodes are open to all, by its choice).
 // The nodes above the clusters' are shared ground: nobody changes or
-// deletes them. Between orders the test wipes everything as ZooKeeper's
-// super user, so every order starts on an empty tree.
+// deletes them. Between orders at the root the test wipes /hacron as
+// ZooKeeper's super user, so every order starts on an empty tree.
 func TestIntegration_ClustersShareOneEnsemble(t *testing.T) {
 	t.Parallel()
 	superID := zk.DigestACL(zk.PermAll, "super", "super-pw")[0].ID
@@ -138,122 +138,134 @@ func TestIntegration_ClustersShareOneEnsemble(t *testing.T) {
 			c.authFile = writeAuthFile(t, c.cred)
 		}
 	}
-	// Where: at the root with agents; below a shared chroot with direct
-	// runs, which make the cluster's nodes as an agent does.
-	places := []struct {
-		name, chroot string
-		direct       bool
-	}{{"root", "", false}, {"chroot", "/teams/shared", true}}
-	start := time.Now()
-	for _, order := range []string{"ABC", "ACB", "BAC", "BCA", "CAB", "CBA"} {
-		for _, pl := range places {
-			t.Run(order+"/"+pl.name, func(t *testing.T) {
-				wipe(t, super, "/hacron")
-				wipe(t, super, "/teams")
-				connect := zkS.ConnectString() + pl.chroot
-				var agents []*agentProc
-				for i := range order {
-					c := clusters[order[i]]
-					env := hacronEnv(t, connect, c.name)
-					if c.authFile != "" {
-						env = append(env, "HACRON_ZK_AUTH_FILE="+c.authFile)
-					}
-					var run *proc
-					if pl.direct {
-						run = startProc(t, "direct run of "+c.name, env, "run", "--direct", "--node", "n1", "--name", "job", "--", "true")
-					} else {
-						a := startAgent(t, env, "n1")
-						agentActive(t, a)
-						agents = append(agents, a)
-						run = a.run("--name", "job", "--", "true")
-					}
-					if code := run.wait(20 * time.Second); code != 0 {
-						t.Fatalf("cluster %s, started as number %d: the job's run exited %d: %s", c.name, i+1, code, run.errText())
-					}
-				}
+	// phase starts the clusters in order below chroot (agents, or direct
+	// runs, which make the cluster's nodes as an agent does), then tries
+	// every client against every node.
+	phase := func(t *testing.T, order, chroot string, direct bool) {
+		connect := zkS.ConnectString() + chroot
+		var agents []*agentProc
+		for i := range order {
+			c := clusters[order[i]]
+			env := hacronEnv(t, connect, c.name)
+			if c.authFile != "" {
+				env = append(env, "HACRON_ZK_AUTH_FILE="+c.authFile)
+			}
+			var run *proc
+			if direct {
+				run = startProc(t, "direct run of "+c.name, env, "run", "--direct", "--node", "n1", "--name", "job", "--", "true")
+			} else {
+				a := startAgent(t, env, "n1")
+				agentActive(t, a)
+				agents = append(agents, a)
+				run = a.run("--name", "job", "--", "true")
+			}
+			if code := run.wait(20 * time.Second); code != 0 {
+				t.Fatalf("cluster %s, started as number %d: the job's run exited %d: %s", c.name, i+1, code, run.errText())
+			}
+		}
 
-				// The shared ground: exactly world:anyone cr; anyone adds
-				// children, nobody changes or deletes anything (the top
-				// node's delete is up to /, which is not hacron's).
-				var shared []string
-				for p := pl.chroot + "/hacron"; p != ""; p = p[:strings.LastIndexByte(p, '/')] {
-					shared = append(shared, p)
+		// The shared ground: exactly world:anyone cr; anyone adds
+		// children, nobody changes or deletes anything (the top
+		// node's delete is up to /, which is not hacron's).
+		var shared []string
+		for p := chroot + "/hacron"; p != ""; p = p[:strings.LastIndexByte(p, '/')] {
+			shared = append(shared, p)
+		}
+		for i, node := range shared {
+			acl, _, err := super.GetACL(node)
+			if err != nil || !slices.Equal(acl, sharedACL) {
+				t.Errorf("ACL of %s: %s (%v), want %s", node, aclString(acl), err, aclString(sharedACL))
+			}
+			for _, c := range clusters {
+				for _, e := range changes(c.client, node, true, i == len(shared)-1) {
+					t.Errorf("cluster %s's client: %s", c.name, e)
 				}
-				for i, node := range shared {
-					acl, _, err := super.GetACL(node)
-					if err != nil || !slices.Equal(acl, sharedACL) {
-						t.Errorf("ACL of %s: %s (%v), want %s", node, aclString(acl), err, aclString(sharedACL))
-					}
-					for _, c := range clusters {
-						for _, e := range changes(c.client, node, true, i == len(shared)-1) {
-							t.Errorf("cluster %s's client: %s", c.name, e)
-						}
-					}
+			}
+		}
+		// Each cluster's nodes: its own ACL; A's and B's refuse the
+		// other clusters' clients.
+		for _, owner := range clusters {
+			root := chroot + "/hacron/" + owner.name
+			want := zk.WorldACL(zk.PermAll)
+			if owner.cred != "" {
+				user, pw, _ := strings.Cut(owner.cred, ":")
+				want = zk.DigestACL(zk.PermAll, user, pw)
+			}
+			nodes := tree(t, super, root)
+			if len(nodes) < 5 {
+				t.Errorf("cluster %s has only %v", owner.name, nodes)
+			}
+			for _, node := range nodes {
+				if acl, _, err := super.GetACL(node); err != nil || !slices.Equal(acl, want) {
+					t.Errorf("ACL of %s: %s (%v), want %s", node, aclString(acl), err, aclString(want))
 				}
-				// Each cluster's nodes: its own ACL; A's and B's refuse the
-				// other clusters' clients.
-				for _, owner := range clusters {
-					root := pl.chroot + "/hacron/" + owner.name
-					want := zk.WorldACL(zk.PermAll)
-					if owner.cred != "" {
-						user, pw, _ := strings.Cut(owner.cred, ":")
-						want = zk.DigestACL(zk.PermAll, user, pw)
-					}
-					nodes := tree(t, super, root)
-					if len(nodes) < 5 {
-						t.Errorf("cluster %s has only %v", owner.name, nodes)
-					}
-					for _, node := range nodes {
-						if acl, _, err := super.GetACL(node); err != nil || !slices.Equal(acl, want) {
-							t.Errorf("ACL of %s: %s (%v), want %s", node, aclString(acl), err, aclString(want))
-						}
-					}
-					// Even C's node: deleting it is up to the shared
-					// ground.
-					for _, c := range clusters {
-						if err := c.client.Delete(root, -1); !errors.Is(err, zk.ErrNoAuth) {
-							t.Errorf("cluster %s's client deleting %s: %v, want NoAuth", c.name, root, err)
-						}
-					}
-					if owner.cred == "" {
-						continue
-					}
-					for _, intruder := range clusters {
-						if intruder == owner {
-							continue
-						}
-						for _, node := range nodes {
-							for _, e := range changes(intruder.client, node, false, false) {
-								t.Errorf("cluster %s's client: %s", intruder.name, e)
-							}
-						}
+			}
+			// Even C's node: deleting it is up to the shared
+			// ground.
+			for _, c := range clusters {
+				if err := c.client.Delete(root, -1); !errors.Is(err, zk.ErrNoAuth) {
+					t.Errorf("cluster %s's client deleting %s: %v, want NoAuth", c.name, root, err)
+				}
+			}
+			if owner.cred == "" {
+				continue
+			}
+			for _, intruder := range clusters {
+				if intruder == owner {
+					continue
+				}
+				for _, node := range nodes {
+					for _, e := range changes(intruder.client, node, false, false) {
+						t.Errorf("cluster %s's client: %s", intruder.name, e)
 					}
 				}
-				for _, a := range agents {
-					a.signal(syscall.SIGTERM)
-				}
-				for _, a := range agents {
-					if code := a.wait(20 * time.Second); code != 0 {
-						t.Errorf("%s: exit %d after SIGTERM", a.name, code)
-					}
-				}
-			})
+			}
+		}
+		for _, a := range agents {
+			a.signal(syscall.SIGTERM)
+		}
+		for _, a := range agents {
+			if code := a.wait(20 * time.Second); code != 0 {
+				t.Errorf("%s: exit %d after SIGTERM", a.name, code)
+			}
 		}
 	}
+	orders := []string{"ABC", "ACB", "BAC", "BCA", "CAB", "CBA"}
+	start := time.Now()
+	t.Run("orders", func(t *testing.T) {
+		// At the root with agents, one order after the other, each on a
+		// tree wiped by the super user; meanwhile, direct runs below a
+		// chroot of each order's own, which hacron creates.
+		t.Run("root", func(t *testing.T) {
+			t.Parallel()
+			for _, order := range orders {
+				t.Run(order, func(t *testing.T) {
+					wipe(t, super, "/hacron")
+					phase(t, order, "", false)
+				})
+			}
+		})
+		for _, order := range orders {
+			t.Run("chroot-"+order, func(t *testing.T) {
+				t.Parallel()
+				phase(t, order, "/teams-"+order+"/shared", true)
+			})
+		}
+	})
 	t.Logf("6 orders x 2 places in %v", time.Since(start).Round(time.Millisecond))
 
 	// hacron check of a cluster with credentials on shared ground: the ACL
 	// of every node on the way, no warning about them.
 	c := clusters['A']
-	env := append(hacronEnv(t, zkS.ConnectString()+"/teams/shared", c.name), "HACRON_ZK_AUTH_FILE="+c.authFile)
+	env := append(hacronEnv(t, zkS.ConnectString()+"/teams-ABC/shared", c.name), "HACRON_ZK_AUTH_FILE="+c.authFile)
 	chk := startProc(t, "check", env, "check", "--direct")
 	if code := chk.wait(20 * time.Second); code != 0 {
 		t.Errorf("check: exit %d: %s %s", code, chk.outText(), chk.errText())
 	}
 	for _, want := range []string{
-		`(?m)^ok +ACL /teams: world:anyone cr$`,
-		`(?m)^ok +ACL /teams/shared/hacron: world:anyone cr$`,
-		`(?m)^ok +ACL /teams/shared/hacron/a: digest:a cdrwa \(the cluster's node\)$`,
+		`(?m)^ok +ACL /teams-ABC: world:anyone cr$`,
+		`(?m)^ok +ACL /teams-ABC/shared/hacron: world:anyone cr$`,
+		`(?m)^ok +ACL /teams-ABC/shared/hacron/a: digest:a cdrwa \(the cluster's node\)$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(chk.outText()) {
 			t.Errorf("check output lacks %s:\n%s", want, chk.outText())

@@ -452,3 +452,42 @@ func TestIntegration_ClusterNodeNotOurs(t *testing.T) {
 	wantMatch("check", chk.outText(), `(?m)^ok +ACL `+base+`/5: hidden from digest:a$`)
 	wantMatch("check", chk.outText(), `(?m)^ok +ACL `+chroot+`: digest:a cdrwa$`)
 }
+
+// TestACLOurs: which entries count as this cluster's, including the digest
+// entries ZooKeeper shows with the hash hidden to a client without a.
+func TestACLOurs(t *testing.T) {
+	c, err := newZKClient(zkConfig{Connect: "127.0.0.1", SessionTimeout: time.Second, AuthFile: writeAuthFile(t, "a:pw-a")}, discardLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := zk.DigestACL(zk.PermAll, "a", "pw-a")[0]
+	for _, tc := range []struct {
+		e          zk.ACL
+		ours, mine bool
+	}{
+		{own, true, true},
+		{zk.DigestACL(zk.PermAll, "a", "other")[0], false, false},
+		{zk.ACL{Perms: zk.PermAll, Scheme: "digest", ID: "a:x"}, false, false}, // a would have shown the hash
+		{zk.ACL{Perms: zk.PermRead | zk.PermCreate, Scheme: "digest", ID: "a:x"}, true, true},
+		{zk.ACL{Perms: zk.PermRead, Scheme: "digest", ID: "b:x"}, false, false},
+		{zk.WorldACL(zk.PermAll)[0], false, true},
+		{zk.ACL{Perms: zk.PermAll, Scheme: "ip", ID: "127.0.0.1"}, false, false},
+	} {
+		if got := c.ours(tc.e); got != tc.ours {
+			t.Errorf("ours(%s:%s %s) = %v", tc.e.Scheme, tc.e.ID, permString(tc.e.Perms), got)
+		}
+		if got := c.mine(tc.e); got != tc.mine {
+			t.Errorf("mine(%s:%s %s) = %v", tc.e.Scheme, tc.e.ID, permString(tc.e.Perms), got)
+		}
+	}
+	if got := aclString(append(zk.DigestACL(zk.PermAll, "a", "pw-a"), sharedACL...)); got != "digest:a cdrwa, world:anyone cr" {
+		t.Errorf("aclString: %q", got)
+	}
+	anon, err := newZKClient(zkConfig{Connect: "127.0.0.1", SessionTimeout: time.Second}, discardLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if anon.ours(own) || anon.mine(own) || !anon.mine(zk.WorldACL(zk.PermRead)[0]) {
+		t.Errorf("a client without credentials: ours/mine wrong")
+	}
+}

@@ -95,7 +95,7 @@ func (a admission) outcome(res []zk.MultiResponse, err error) (record, skip stri
 		// must know.
 		return "", "", errors.New("admission outcome unknown: ZooKeeper did not answer")
 	}
-	return "", "", fmt.Errorf("admission: %w", err)
+	return "", "", fmt.Errorf("admission: %w", noAuth(err, "create a run record in "+a.runsPath(), a.runsPath()))
 }
 
 // runRequest is what one run asks for, whoever asks.

@@ -354,16 +354,16 @@ wait:
 // claimMode records the cluster's mode once and refuses the other mode.
 func claimMode(zc *zkClient, root, mode string) error {
 	s := zc.snapshot()
-	if err := zc.ensurePath(s.Conn, root); err != nil {
+	if err := zc.ensureCluster(s.Conn); err != nil {
 		return err
 	}
 	_, err := s.Conn.Create(zc.abs(root+"/mode"), []byte(mode), 0, zc.acl)
 	if err == nil || !errors.Is(err, zk.ErrNodeExists) {
-		return err
+		return noAuth(err, "create "+zc.abs(root+"/mode"), zc.abs(root))
 	}
 	data, _, err := s.Conn.Get(zc.abs(root + "/mode"))
 	if err != nil {
-		return err
+		return noAuth(err, "read "+zc.abs(root+"/mode"), zc.abs(root+"/mode"))
 	}
 	if got := string(data); got != mode {
 		return withHint(fmt.Errorf("cluster %s is in %s mode, not %s", filepath.Base(root), got, mode),

@@ -38,6 +38,13 @@ func runCheck(ctx context.Context, g *globals, cfg *config, rcronPath string, w 
 		problems++
 		fmt.Fprintf(w, "PROBLEM  "+format+"\n", args...)
 	}
+	// badErr is a problem with the hints of its error, each on a line.
+	badErr := func(err error) {
+		bad("%v", err)
+		for _, h := range hintsOf(err) {
+			fmt.Fprintf(w, "hint     %s\n", h)
+		}
+	}
 
 	path, named := g.Config, g.Config != ""
 	if !named {
@@ -103,9 +110,12 @@ func runCheck(ctx context.Context, g *globals, cfg *config, rcronPath string, w 
 		ok("kill grace at most T - T/2 - margin = %v - %v - %v = %v; the default (5s) becomes %v", T, length, lease.KillMargin(T), limit, min(lease.DefaultKillGrace, limit))
 	}
 
+	if !zc.checkACLs(s.Conn, aclReport{ok: ok, warn: warn, bad: badErr}) {
+		return problems
+	}
 	doc, err := readStatus(zc, g.Cluster, statusQuery{})
 	if err != nil {
-		bad("reading /hacron/%s: %v", g.Cluster, err)
+		badErr(fmt.Errorf("reading %s: %w", zc.abs(g.clusterRoot()), err))
 		return problems
 	}
 	switch doc.Mode {

@@ -90,6 +90,7 @@ func (g *globals) zkConfig() zkConfig {
 		ConnectTimeout: g.SessionTimeout,
 		AuthFile:       g.ZKAuthFile,
 		WorldRead:      g.ZKWorldRead,
+		ClusterRoot:    g.clusterRoot(),
 		TLSCA:          g.ZKTLSCA,
 		TLSCert:        g.ZKTLSCert,
 		TLSKey:         g.ZKTLSKey,

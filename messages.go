@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/go-zookeeper/zk"
 )
 
 // hintError attaches advice for the operator to an error.
@@ -120,4 +122,16 @@ func groupName(gid uint32) string {
 		return g.Name
 	}
 	return id
+}
+
+// noAuth turns ZooKeeper's NoAuth ("zk: not authenticated", all go-zk says,
+// although it means a refusal by a node's ACL) into a line that names the
+// request and the node whose ACL refused it (for a create: the parent), with
+// what to do. Other errors come back unchanged.
+func noAuth(err error, request, node string) error {
+	if !errors.Is(err, zk.ErrNoAuth) {
+		return err
+	}
+	return withHint(fmt.Errorf("%s: %w: the ACL of %s refuses this client", request, err, node),
+		"a missing or wrong --zk-auth-file, or the node belongs to other credentials: 'hacron check' shows the ACLs of the cluster's node and of the nodes above it")
 }

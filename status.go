@@ -150,11 +150,11 @@ func readStatus(zc *zkClient, cluster string, q statusQuery) (statusDoc, error) 
 	if mode, _, err := conn.Get(root + "/mode"); err == nil {
 		doc.Mode = string(mode)
 	} else if !errors.Is(err, zk.ErrNoNode) {
-		return doc, err
+		return doc, noAuth(err, "read "+root+"/mode", root+"/mode")
 	}
 	kids, _, err := conn.Children(root + "/election")
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return doc, err
+		return doc, noAuth(err, "list "+root+"/election", root+"/election")
 	}
 	first := true
 	for _, c := range parseCandidates(kids, nil) {
@@ -174,7 +174,7 @@ func readStatus(zc *zkClient, cluster string, q statusQuery) (statusDoc, error) 
 	}
 	jobs, _, err := conn.Children(root + "/jobs")
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return doc, err
+		return doc, noAuth(err, "list "+root+"/jobs", root+"/jobs")
 	}
 	if q.job != "" {
 		jobs = slices.DeleteFunc(jobs, func(j string) bool { return j != q.job })

@@ -30,6 +30,7 @@ type zkConfig struct {
 	ConnectTimeout time.Duration // how long to wait for a usable session
 	AuthFile       string        // digest "user:password", mode 0600
 	WorldRead      bool          // with AuthFile: anyone may read (monitoring)
+	ClusterRoot    string        // "/hacron/<cluster>" (chroot-relative): the nodes above it are shared ground
 	TLSCA          string
 	TLSCert        string
 	TLSKey         string
@@ -467,16 +468,33 @@ func (c *zkClient) abs(p string) string {
 }
 
 // ensurePath creates p (chroot-relative) and its parents as persistent
-// nodes; existing nodes are fine.
+// nodes; existing nodes are fine. Nodes above the cluster's root get the
+// shared ACL, the root and below the cluster's (see acl.go).
 func (c *zkClient) ensurePath(conn *zk.Conn, p string) error {
-	full := c.abs(p)
+	full, top := c.abs(p), ""
+	if c.cfg.ClusterRoot != "" {
+		top = c.abs(c.cfg.ClusterRoot)
+	}
 	for i := 1; i <= len(full); i++ {
 		if i < len(full) && full[i] != '/' {
 			continue
 		}
-		_, err := conn.Create(full[:i], nil, 0, c.acl)
-		if err != nil && err != zk.ErrNodeExists {
-			return fmt.Errorf("create %s: %w", full[:i], err)
+		node, acl := full[:i], c.acl
+		if top != "" && isAbove(node, top) {
+			acl = sharedACL
+		}
+		_, err := conn.Create(node, nil, 0, acl)
+		switch {
+		case err == nil, errors.Is(err, zk.ErrNodeExists):
+		case errors.Is(err, zk.ErrNoAuth):
+			// ZooKeeper checks the parent's ACL before it looks whether
+			// the node exists: a chroot made by an administrator refuses
+			// creates of nodes that are there.
+			if ok, _, xerr := conn.Exists(node); xerr != nil || !ok {
+				return c.createDenied(conn, node, err)
+			}
+		default:
+			return fmt.Errorf("create %s: %w", node, err)
 		}
 	}
 	return nil

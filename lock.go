@@ -668,6 +668,13 @@ func parseCandidate(name string) (candidate, bool) {
 	return candidate{name: name, guid: guid, seq: seq}, true
 }
 
+// seqOf is a candidate's sequence number, for logs: people know nodes by
+// their ids, and an election node by its place in the queue.
+func seqOf(name string) int64 {
+	c, _ := parseCandidate(name)
+	return c.seq
+}
+
 // parseCandidates keeps hacron's nodes, sorted by sequence number and never
 // by whole name (ZOOKEEPER-2931); other children are ignored.
 func parseCandidates(children []string, skip map[string]bool) []candidate {
@@ -735,9 +742,9 @@ func (t *term) checkOwner(ctx context.Context) error {
 		return nil
 	}
 	if ok {
-		t.e.log.Info("election node made on another session; deleting it", "node", t.name)
+		t.e.log.Info("election node made on another session; deleting it", "seq", seqOf(t.name))
 		if err := t.remove(ctx, t.node); err != nil {
-			t.e.log.Warn("could not delete an election node of another session", "node", t.name, "err", err)
+			t.e.log.Warn("could not delete an election node of another session", "seq", seqOf(t.name), "err", err)
 		}
 	}
 	return errSessionLost
@@ -778,7 +785,7 @@ func (t *term) sweep(ctx context.Context, adopt bool) (string, error) {
 			found = c.name
 			continue
 		}
-		e.log.Info("deleting an unused election node of ours", "node", c.name)
+		e.log.Info("deleting an unused election node of this agent", "node", e.cfg.ID, "seq", c.seq)
 		if err := t.remove(ctx, path); err != nil {
 			return "", err
 		}
@@ -844,7 +851,7 @@ func (t *term) campaign(ctx context.Context) (termEnd, error) {
 		case t.sess.ID:
 			// A node of our own session that is not ours to use: we would
 			// wait behind ourselves forever.
-			e.log.Info("deleting an unused election node of ours", "node", pred)
+			e.log.Info("deleting an unused election node of this agent", "node", e.cfg.ID, "seq", seqOf(pred))
 			if err := t.remove(ctx, e.parent+"/"+pred); err != nil {
 				if err := t.recover(ctx, err); err != nil {
 					return termEnd{}, err
@@ -1110,7 +1117,7 @@ func (t *term) release() {
 	e := t.e
 	e.setState(statePassive, reasonReleased, "")
 	if err := t.deleteNode(); err != nil {
-		e.log.Warn("could not delete the election node; closing the session removes it", "node", t.name, "err", err)
+		e.log.Warn("could not delete the election node; closing the session removes it", "node", e.cfg.ID, "seq", seqOf(t.name), "err", err)
 	}
 	e.update(func(st *standing) { st.Node = "" })
 }

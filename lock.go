@@ -935,84 +935,18 @@ type renewal struct {
 // lost session, our node gone or a step-down end it; a disconnect only
 // suspends admissions, and the lease's deadline ends the jobs.
 func (t *term) lead(ctx context.Context) (termEnd, error) {
+	l, end, err := t.takeLead(ctx)
+	if l == nil {
+		return end, err
+	}
+	defer l.stop()
 	e := t.e
-	w, err := t.existsW(ctx, t.node)
-	if err != nil {
-		if err := t.recover(ctx, err); err != nil {
-			return termEnd{}, err
-		}
-		return termEnd{}, errRecheck
-	}
-	if !w.ok {
-		e.setState(stateLost, reasonNodeGone, "")
-		return termEnd{}, nil
-	}
-	// A node of an expired session can still be visible for a moment
-	// (CURATOR-696): only a node our live session owns counts.
-	if w.stat.EphemeralOwner != t.sess.ID || t.sess.Conn.SessionID() != t.sess.ID {
-		e.setState(stateLost, reasonOtherSession, "")
-		return termEnd{}, errSessionLost
-	}
-	token := w.stat.Czxid
-	own := w.ch
-	T := t.sess.Timeout
-	l := lease.New(T)
-
-	results := make(chan renewal, lease.MaxInflight)
-	renew := func() {
-		if !l.Begin() {
-			return
-		}
-		conn := t.sess.Conn
-		go func() {
-			sent := time.Now()
-			_, err := conn.Multi(&zk.CheckVersionRequest{Path: t.node, Version: -1})
-			results <- renewal{sent: sent, result: renewalResult(err, conn.SessionID() == t.sess.ID)}
-		}()
-	}
-	// publish shows what the lease says now.
-	publish := func() {
-		now := time.Now()
-		e.update(func(st *standing) {
-			st.Token, st.Leader, st.Ahead, st.Deadline = token, e.cfg.ID, 0, l.Deadline()
-			switch l.At(now) {
-			case lease.Active:
-				st.State, st.Reason, st.Detail = stateActive, reasonRenewed, ""
-			case lease.Suspended:
-				st.State, st.Detail = stateSuspended, ""
-				if l.Connected() {
-					st.Reason = reasonProving
-				} else {
-					st.Reason = reasonDisconnected
-				}
-			case lease.Lapsed:
-				st.State, st.Reason, st.Detail = stateSuspended, reasonLapsed, ""
-				if l.Deadline().IsZero() {
-					st.Reason = reasonProving
-				} else if !l.Connected() {
-					st.Reason, st.Detail = reasonDisconnected, "lease expired"
-				}
-			}
-		})
-	}
-	// lose ends the term: jobs must stop now, not at the deadline.
-	lose := func(r reason, detail string) (termEnd, error) {
-		e.update(func(st *standing) {
-			st.State, st.Reason, st.Detail, st.Deadline, st.Node = stateLost, r, detail, time.Now(), ""
-		})
-		return termEnd{}, nil
-	}
-
-	leaseTimer := time.NewTimer(time.Hour)
-	defer leaseTimer.Stop()
-	ticker := time.NewTicker(lease.RenewEvery(T))
-	defer ticker.Stop()
-	publish()
-	renew()
+	l.publish()
+	l.renew()
 	for {
 		s := e.zc.snapshot()
 		if t.sessionGone(s) {
-			return lose(reasonSessionExpired, "")
+			return l.lose(reasonSessionExpired, "")
 		}
 		select {
 		case <-ctx.Done():
@@ -1024,57 +958,172 @@ func (t *term) lead(ctx context.Context) (termEnd, error) {
 
 		case node := <-e.goneCh:
 			if node == t.node {
-				return lose(reasonNodeGone, "seen by an admission")
+				return l.lose(reasonNodeGone, "seen by an admission")
 			}
 
-		case ev, ok := <-own:
-			if !ok || ev.Type == zk.EventNodeDeleted || ev.Type == zk.EventNotWatching {
-				return lose(reasonNodeGone, "deleted")
-			}
-			// Some other change (data, children): watch again. Renewals
-			// still notice a deletion if this fails.
-			own = nil
-			if w, err := t.existsW(ctx, t.node); err == nil {
-				if !w.ok {
-					return lose(reasonNodeGone, "deleted")
-				}
-				own = w.ch
+		case ev, ok := <-l.own:
+			if gone := l.ownNodeChanged(ctx, ev, ok); gone {
+				return l.lose(reasonNodeGone, "deleted")
 			}
 
 		case <-s.Changed:
 			switch now := e.zc.snapshot(); {
 			case now.Usable():
-				if l.Reconnect() {
-					renew() // back: only a new write proves the lease
+				if l.lease.Reconnect() {
+					l.renew() // back: only a new write proves the lease
 				}
-			case l.Connected():
-				l.Disconnect()
+			case l.lease.Connected():
+				l.lease.Disconnect()
 			}
-			publish()
+			l.publish()
 
-		case <-ticker.C:
-			renew()
+		case <-l.ticker.C:
+			l.renew()
 
-		case r := <-results:
-			switch l.Done(r.sent, r.result) {
-			case lease.Lost:
-				if r.result == lease.NodeGone {
-					return lose(reasonNodeGone, "renewal")
-				}
-				return lose(reasonSessionExpired, "renewal")
-			case lease.Extended:
-				leaseTimer.Reset(time.Until(l.Deadline()))
+		case r := <-l.results:
+			if why, lost := l.renewed(r); lost {
+				return l.lose(why, "renewal")
 			}
-			publish()
 
-		case <-leaseTimer.C:
-			if time.Now().Before(l.Deadline()) {
-				leaseTimer.Reset(time.Until(l.Deadline()))
+		case <-l.timer.C:
+			if time.Now().Before(l.lease.Deadline()) {
+				l.timer.Reset(time.Until(l.lease.Deadline()))
 				continue
 			}
-			publish()
+			l.publish()
 		}
 	}
+}
+
+// leader is one term's hold on the lowest node: the lease, the renewals
+// in flight, the watch on our own node.
+type leader struct {
+	t       *term
+	token   int64
+	lease   *lease.Lease
+	results chan renewal
+	own     <-chan zk.Event
+	timer   *time.Timer // fires at the lease's deadline
+	ticker  *time.Ticker
+}
+
+// takeLead checks that the lowest node is ours and owned by this session
+// (a node of an expired session can still be visible for a moment:
+// CURATOR-696), and starts leading. A nil leader comes with how the term
+// goes on.
+func (t *term) takeLead(ctx context.Context) (*leader, termEnd, error) {
+	e := t.e
+	w, err := t.existsW(ctx, t.node)
+	if err != nil {
+		if err := t.recover(ctx, err); err != nil {
+			return nil, termEnd{}, err
+		}
+		return nil, termEnd{}, errRecheck
+	}
+	if !w.ok {
+		e.setState(stateLost, reasonNodeGone, "")
+		return nil, termEnd{}, nil
+	}
+	if w.stat.EphemeralOwner != t.sess.ID || t.sess.Conn.SessionID() != t.sess.ID {
+		e.setState(stateLost, reasonOtherSession, "")
+		return nil, termEnd{}, errSessionLost
+	}
+	T := t.sess.Timeout
+	return &leader{
+		t: t, token: w.stat.Czxid, own: w.ch,
+		lease:   lease.New(T),
+		results: make(chan renewal, lease.MaxInflight),
+		timer:   time.NewTimer(time.Hour),
+		ticker:  time.NewTicker(lease.RenewEvery(T)),
+	}, termEnd{}, nil
+}
+
+func (l *leader) stop() {
+	l.timer.Stop()
+	l.ticker.Stop()
+}
+
+// renew sends one renewal write, unless too many are in flight: its send
+// time is what the lease counts from.
+func (l *leader) renew() {
+	if !l.lease.Begin() {
+		return
+	}
+	t := l.t
+	conn := t.sess.Conn
+	go func() {
+		sent := time.Now()
+		_, err := conn.Multi(&zk.CheckVersionRequest{Path: t.node, Version: -1})
+		l.results <- renewal{sent: sent, result: renewalResult(err, conn.SessionID() == t.sess.ID)}
+	}()
+}
+
+// renewed applies a renewal's result, and says why when leadership is
+// over.
+func (l *leader) renewed(r renewal) (reason, bool) {
+	switch l.lease.Done(r.sent, r.result) {
+	case lease.Lost:
+		if r.result == lease.NodeGone {
+			return reasonNodeGone, true
+		}
+		return reasonSessionExpired, true
+	case lease.Extended:
+		l.timer.Reset(time.Until(l.lease.Deadline()))
+	}
+	l.publish()
+	return 0, false
+}
+
+// ownNodeChanged handles the watch on our own node: true when it is gone.
+// Another change (data, children) only re-arms the watch; renewals still
+// notice a deletion if that fails.
+func (l *leader) ownNodeChanged(ctx context.Context, ev zk.Event, ok bool) bool {
+	if !ok || ev.Type == zk.EventNodeDeleted || ev.Type == zk.EventNotWatching {
+		return true
+	}
+	l.own = nil
+	if w, err := l.t.existsW(ctx, l.t.node); err == nil {
+		if !w.ok {
+			return true
+		}
+		l.own = w.ch
+	}
+	return false
+}
+
+// publish shows what the lease says now.
+func (l *leader) publish() {
+	e := l.t.e
+	now := time.Now()
+	e.update(func(st *standing) {
+		st.Token, st.Leader, st.Ahead, st.Deadline = l.token, e.cfg.ID, 0, l.lease.Deadline()
+		switch l.lease.At(now) {
+		case lease.Active:
+			st.State, st.Reason, st.Detail = stateActive, reasonRenewed, ""
+		case lease.Suspended:
+			st.State, st.Detail = stateSuspended, ""
+			if l.lease.Connected() {
+				st.Reason = reasonProving
+			} else {
+				st.Reason = reasonDisconnected
+			}
+		case lease.Lapsed:
+			st.State, st.Reason, st.Detail = stateSuspended, reasonLapsed, ""
+			if l.lease.Deadline().IsZero() {
+				st.Reason = reasonProving
+			} else if !l.lease.Connected() {
+				st.Reason, st.Detail = reasonDisconnected, "lease expired"
+			}
+		}
+	})
+}
+
+// lose ends the term: jobs must stop now, not at the deadline.
+func (l *leader) lose(r reason, detail string) (termEnd, error) {
+	l.t.e.update(func(st *standing) {
+		st.State, st.Reason, st.Detail, st.Deadline, st.Node = stateLost, r, detail, time.Now(), ""
+	})
+	return termEnd{}, nil
 }
 
 // renewalResult classifies a renewal write's error for the lease.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"hacron/internal/zktest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/script")
@@ -48,12 +50,7 @@ type cleanup struct{ m *testing.M }
 
 func (c cleanup) Run() int {
 	code := c.m.Run()
-	if shared.ens != nil {
-		shared.ens.Close()
-	}
-	if shared.dir != "" {
-		os.RemoveAll(shared.dir)
-	}
+	zktest.CloseShared()
 	return code
 }
 

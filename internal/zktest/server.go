@@ -1,4 +1,7 @@
-package main
+// Package zktest starts real ZooKeeper servers for tests (Debian's
+// package, on free loopback ports, in temporary directories) and puts
+// fault proxies in front of them: blackholes, lost replies, resets.
+package zktest
 
 import (
 	"bufio"
@@ -19,7 +22,7 @@ import (
 )
 
 // The ZooKeeper test servers run Debian's packaged ZooKeeper directly on the
-// JVM instead of through zkServer.sh, so that the harness controls flags,
+// JVM instead of through Server.sh, so that the harness controls flags,
 // logging and the process lifetime.
 const (
 	zkTestJava      = "/usr/bin/java"
@@ -55,7 +58,7 @@ var zkTestJVMFlags = []string{
 	"-Dorg.slf4j.simpleLogger.showShortLogName=true",
 }
 
-type zkOptions struct {
+type options struct {
 	tickTime          time.Duration
 	maxSessionTimeout time.Duration
 	extraConfig       []string
@@ -63,36 +66,36 @@ type zkOptions struct {
 	classPath         []string
 }
 
-type zkOption func(*zkOptions)
+type Option func(*options)
 
-func withMaxSessionTimeout(d time.Duration) zkOption {
-	return func(o *zkOptions) { o.maxSessionTimeout = d }
+func WithMaxSessionTimeout(d time.Duration) Option {
+	return func(o *options) { o.maxSessionTimeout = d }
 }
 
-// withTickTime sets tickTime; ZooKeeper derives the default session timeout
+// WithTickTime sets tickTime; ZooKeeper derives the default session timeout
 // bounds (2 and 20 ticks) and the quorum timeouts from it.
-func withTickTime(d time.Duration) zkOption {
-	return func(o *zkOptions) { o.tickTime = d }
+func WithTickTime(d time.Duration) Option {
+	return func(o *options) { o.tickTime = d }
 }
 
-// withExtraConfig appends lines to zoo.cfg; later lines override earlier ones.
-func withExtraConfig(lines ...string) zkOption {
-	return func(o *zkOptions) { o.extraConfig = append(o.extraConfig, lines...) }
+// WithExtraConfig appends lines to zoo.cfg; later lines override earlier ones.
+func WithExtraConfig(lines ...string) Option {
+	return func(o *options) { o.extraConfig = append(o.extraConfig, lines...) }
 }
 
-// withJVMFlags appends JVM arguments after the defaults, so a -D or -X given
+// WithJVMFlags appends JVM arguments after the defaults, so a -D or -X given
 // here wins over the harness's own.
-func withJVMFlags(flags ...string) zkOption {
-	return func(o *zkOptions) { o.jvmFlags = append(o.jvmFlags, flags...) }
+func WithJVMFlags(flags ...string) Option {
+	return func(o *options) { o.jvmFlags = append(o.jvmFlags, flags...) }
 }
 
-// withClassPath adds jars to the server's class path: Debian's
+// WithClassPath adds jars to the server's class path: Debian's
 // zookeeper.jar manifest lacks some of Netty's, which TLS needs.
-func withClassPath(jars ...string) zkOption {
-	return func(o *zkOptions) { o.classPath = append(o.classPath, jars...) }
+func WithClassPath(jars ...string) Option {
+	return func(o *options) { o.classPath = append(o.classPath, jars...) }
 }
 
-type zkServer struct {
+type Server struct {
 	ID           int // myid, 1-based; Servers[i].ID == i+1
 	ClientPort   int
 	PeerPort     int // 0 for a standalone server
@@ -101,7 +104,7 @@ type zkServer struct {
 	DataDir      string
 	ConfigPath   string
 
-	e *zkEnsemble
+	e *Ensemble
 
 	mu   sync.Mutex
 	proc *zkProc
@@ -118,31 +121,31 @@ type zkProc struct {
 	err  error         // cmd.Wait's result, valid after done
 }
 
-func (s *zkServer) Addr() string {
+func (s *Server) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.ClientPort))
 }
 
-type zkEnsemble struct {
-	Servers []*zkServer
+type Ensemble struct {
+	Servers []*Server
 	Dir     string
 
 	logf func(format string, args ...any)
-	opts zkOptions
+	opts options
 
 	mu     sync.Mutex
 	closed bool
 }
 
-// newZKEnsemble starts n ZooKeeper servers (1: standalone, more: a quorum) in a
+// NewEnsemble starts n ZooKeeper servers (1: standalone, more: a quorum) in a
 // fresh directory under dir and returns once all of them serve and one leads.
-func newZKEnsemble(dir string, n int, logf func(format string, args ...any), opts ...zkOption) (*zkEnsemble, error) {
+func NewEnsemble(dir string, n int, logf func(format string, args ...any), opts ...Option) (*Ensemble, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("zk ensemble: need at least one server, got %d", n)
 	}
 	if _, err := os.Stat(zkTestJar); err != nil {
 		return nil, fmt.Errorf("zk ensemble: %w", err)
 	}
-	o := zkOptions{tickTime: 500 * time.Millisecond}
+	o := options{tickTime: 500 * time.Millisecond}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -168,7 +171,7 @@ func newZKEnsemble(dir string, n int, logf func(format string, args ...any), opt
 
 // startZKEnsembleOnce returns the torn-down ensemble along with an error so
 // the caller can tell a bind failure from other causes.
-func startZKEnsembleOnce(dir string, n int, logf func(string, ...any), o zkOptions) (*zkEnsemble, error) {
+func startZKEnsembleOnce(dir string, n int, logf func(string, ...any), o options) (*Ensemble, error) {
 	base, err := os.MkdirTemp(dir, "zk-")
 	if err != nil {
 		return nil, fmt.Errorf("zk ensemble: %w", err)
@@ -181,9 +184,9 @@ func startZKEnsembleOnce(dir string, n int, logf func(string, ...any), o zkOptio
 	if err != nil {
 		return nil, fmt.Errorf("zk ensemble: reserving ports: %w", err)
 	}
-	e := &zkEnsemble{Dir: base, logf: logf, opts: o}
+	e := &Ensemble{Dir: base, logf: logf, opts: o}
 	for i := range n {
-		s := &zkServer{ID: i + 1, ClientPort: ports[i], e: e}
+		s := &Server{ID: i + 1, ClientPort: ports[i], e: e}
 		if n > 1 {
 			s.PeerPort, s.ElectionPort = ports[n+2*i], ports[n+2*i+1]
 		}
@@ -231,7 +234,7 @@ func reserveLoopbackPorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func (e *zkEnsemble) writeConfig(s *zkServer) error {
+func (e *Ensemble) writeConfig(s *Server) error {
 	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
 		return err
 	}
@@ -265,7 +268,7 @@ func (e *zkEnsemble) writeConfig(s *zkServer) error {
 
 // start launches the server's JVM; it fails if the JVM is already running or
 // the ensemble is closed.
-func (s *zkServer) start() error {
+func (s *Server) start() error {
 	e := s.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -324,7 +327,7 @@ func (s *zkServer) start() error {
 	return nil
 }
 
-func (s *zkServer) pumpLog(r io.Reader) {
+func (s *Server) pumpLog(r io.Reader) {
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadString('\n')
@@ -346,7 +349,7 @@ func (s *zkServer) pumpLog(r io.Reader) {
 	}
 }
 
-func (s *zkServer) tail() string {
+func (s *Server) tail() string {
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
 	return strings.Join(s.logTail, "\n")
@@ -361,20 +364,20 @@ func (p *zkProc) exited() bool {
 	}
 }
 
-func (s *zkServer) current() *zkProc {
+func (s *Server) current() *zkProc {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.proc
 }
 
-func (s *zkServer) running() bool {
+func (s *Server) running() bool {
 	p := s.current()
 	return p != nil && !p.exited()
 }
 
 // signal sends sig to the server's process group and returns the process to
 // wait for, or nil when nothing is running.
-func (s *zkServer) signal(sig syscall.Signal) *zkProc {
+func (s *Server) signal(sig syscall.Signal) *zkProc {
 	p := s.current()
 	if p == nil || p.exited() {
 		return nil
@@ -384,13 +387,13 @@ func (s *zkServer) signal(sig syscall.Signal) *zkProc {
 	return p
 }
 
-func (s *zkServer) kill() {
+func (s *Server) kill() {
 	if p := s.signal(syscall.SIGKILL); p != nil {
 		<-p.done
 	}
 }
 
-func (s *zkServer) stop() {
+func (s *Server) stop() {
 	p := s.signal(syscall.SIGTERM)
 	if p == nil {
 		return
@@ -402,7 +405,7 @@ func (s *zkServer) stop() {
 	}
 }
 
-func (e *zkEnsemble) server(i int) (*zkServer, error) {
+func (e *Ensemble) server(i int) (*Server, error) {
 	if i < 0 || i >= len(e.Servers) {
 		return nil, fmt.Errorf("zk ensemble: no server with index %d (have %d)", i, len(e.Servers))
 	}
@@ -410,7 +413,7 @@ func (e *zkEnsemble) server(i int) (*zkServer, error) {
 }
 
 // Close kills every server and waits for it; it is safe to call repeatedly.
-func (e *zkEnsemble) Close() {
+func (e *Ensemble) Close() {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
@@ -421,7 +424,7 @@ func (e *zkEnsemble) Close() {
 	wg.Wait()
 }
 
-func (e *zkEnsemble) Addrs() []string {
+func (e *Ensemble) Addrs() []string {
 	addrs := make([]string, len(e.Servers))
 	for i, s := range e.Servers {
 		addrs[i] = s.Addr()
@@ -429,13 +432,13 @@ func (e *zkEnsemble) Addrs() []string {
 	return addrs
 }
 
-func (e *zkEnsemble) ConnectString() string {
+func (e *Ensemble) ConnectString() string {
 	return strings.Join(e.Addrs(), ",")
 }
 
 // Stop shuts server i down gracefully (SIGTERM), escalating to SIGKILL after
 // 5 s, and waits for the JVM to exit.
-func (e *zkEnsemble) Stop(i int) error {
+func (e *Ensemble) Stop(i int) error {
 	s, err := e.server(i)
 	if err != nil {
 		return err
@@ -445,7 +448,7 @@ func (e *zkEnsemble) Stop(i int) error {
 }
 
 // Kill crashes server i (SIGKILL) and waits for the JVM to exit.
-func (e *zkEnsemble) Kill(i int) error {
+func (e *Ensemble) Kill(i int) error {
 	s, err := e.server(i)
 	if err != nil {
 		return err
@@ -456,7 +459,7 @@ func (e *zkEnsemble) Kill(i int) error {
 
 // Restart starts a stopped or killed server i again with its old config, data
 // and ports, and waits until it serves clients.
-func (e *zkEnsemble) Restart(i int) error {
+func (e *Ensemble) Restart(i int) error {
 	s, err := e.server(i)
 	if err != nil {
 		return err
@@ -464,7 +467,7 @@ func (e *zkEnsemble) Restart(i int) error {
 	if err := s.start(); err != nil {
 		return err
 	}
-	if err := e.waitServing([]*zkServer{s}, false, zkTestStartTimeout); err != nil {
+	if err := e.waitServing([]*Server{s}, false, zkTestStartTimeout); err != nil {
 		s.kill()
 		return err
 	}
@@ -473,7 +476,7 @@ func (e *zkEnsemble) Restart(i int) error {
 
 // Leader returns the index of the running server that leads (or runs
 // standalone), polling until timeout.
-func (e *zkEnsemble) Leader(timeout time.Duration) (int, error) {
+func (e *Ensemble) Leader(timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		var states []string
@@ -482,8 +485,8 @@ func (e *zkEnsemble) Leader(timeout time.Duration) (int, error) {
 				states = append(states, fmt.Sprintf("zk%d: not running", s.ID))
 				continue
 			}
-			mode, err := srvrMode(s.Addr())
-			if isLeaderMode(mode) {
+			mode, err := SrvrMode(s.Addr())
+			if IsLeaderMode(mode) {
 				return i, nil
 			}
 			states = append(states, fmt.Sprintf("zk%d: %s", s.ID, describeMode(mode, err)))
@@ -497,8 +500,8 @@ func (e *zkEnsemble) Leader(timeout time.Duration) (int, error) {
 
 // WaitQuorum waits until a running server leads and every running server has
 // joined (reports a Mode).
-func (e *zkEnsemble) WaitQuorum(timeout time.Duration) error {
-	var running []*zkServer
+func (e *Ensemble) WaitQuorum(timeout time.Duration) error {
+	var running []*Server
 	for _, s := range e.Servers {
 		if s.running() {
 			running = append(running, s)
@@ -513,11 +516,11 @@ func (e *zkEnsemble) WaitQuorum(timeout time.Duration) error {
 // waitServing polls until every server in ss answers ruok with imok and reports
 // a Mode in srvr (ruok alone says imok before the server serves), and, with
 // needLeader, one of them leads. It fails early when a JVM exits.
-func (e *zkEnsemble) waitServing(ss []*zkServer, needLeader bool, timeout time.Duration) error {
+func (e *Ensemble) waitServing(ss []*Server, needLeader bool, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		var notReady []string
-		var notReadyServer *zkServer
+		var notReadyServer *Server
 		leader := false
 		for _, s := range ss {
 			if s.bindFailed.Load() {
@@ -530,19 +533,19 @@ func (e *zkEnsemble) waitServing(ss []*zkServer, needLeader bool, timeout time.D
 				}
 				return fmt.Errorf("zk%d exited while waiting for it to serve (%v); last log lines:\n%s", s.ID, exitErr, s.tail())
 			}
-			out, err := fourLetter(s.Addr(), "ruok", time.Second)
+			out, err := FourLetter(s.Addr(), "ruok", time.Second)
 			if err != nil || out != "imok" {
 				notReady = append(notReady, fmt.Sprintf("zk%d: ruok: %q, %v", s.ID, out, err))
 				notReadyServer = s
 				continue
 			}
-			mode, err := srvrMode(s.Addr())
+			mode, err := SrvrMode(s.Addr())
 			if mode == "" {
 				notReady = append(notReady, fmt.Sprintf("zk%d: %s", s.ID, describeMode(mode, err)))
 				notReadyServer = s
 				continue
 			}
-			leader = leader || isLeaderMode(mode)
+			leader = leader || IsLeaderMode(mode)
 		}
 		if len(notReady) == 0 && (leader || !needLeader) {
 			return nil
@@ -558,7 +561,7 @@ func (e *zkEnsemble) waitServing(ss []*zkServer, needLeader bool, timeout time.D
 	}
 }
 
-func (e *zkEnsemble) bindFailed() bool {
+func (e *Ensemble) bindFailed() bool {
 	for _, s := range e.Servers {
 		if s.bindFailed.Load() {
 			return true
@@ -567,9 +570,9 @@ func (e *zkEnsemble) bindFailed() bool {
 	return false
 }
 
-// fourLetter sends a four-letter-word command and returns the whole reply; the
+// FourLetter sends a four-letter-word command and returns the whole reply; the
 // server closes the connection after answering.
-func fourLetter(addr, cmd string, timeout time.Duration) (string, error) {
+func FourLetter(addr, cmd string, timeout time.Duration) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return "", err
@@ -585,10 +588,10 @@ func fourLetter(addr, cmd string, timeout time.Duration) (string, error) {
 	return string(out), err
 }
 
-// srvrMode returns the "Mode:" of a server's srvr reply: standalone, leader,
+// SrvrMode returns the "Mode:" of a server's srvr reply: standalone, leader,
 // follower or observer; "" while the server does not serve requests.
-func srvrMode(addr string) (string, error) {
-	out, err := fourLetter(addr, "srvr", time.Second)
+func SrvrMode(addr string) (string, error) {
+	out, err := FourLetter(addr, "srvr", time.Second)
 	if err != nil {
 		return "", err
 	}
@@ -600,7 +603,7 @@ func srvrMode(addr string) (string, error) {
 	return "", fmt.Errorf("srvr: %q", strings.TrimSpace(out))
 }
 
-func isLeaderMode(mode string) bool {
+func IsLeaderMode(mode string) bool {
 	return mode == "leader" || mode == "standalone"
 }
 
@@ -611,9 +614,9 @@ func describeMode(mode string, err error) string {
 	return "mode " + mode
 }
 
-// startZK starts n servers for the test and stops them at cleanup; their logs
+// Start starts n servers for the test and stops them at cleanup; their logs
 // are shown only when the test failed.
-func startZK(t testing.TB, n int, opts ...zkOption) *zkEnsemble {
+func Start(t testing.TB, n int, opts ...Option) *Ensemble {
 	t.Helper()
 	if _, err := os.Stat(zkTestJar); err != nil {
 		t.Fatalf("Debian's zookeeper is not installed: run `apt-get install -y zookeeper` (as root)")
@@ -639,11 +642,47 @@ func startZK(t testing.TB, n int, opts ...zkOption) *zkEnsemble {
 		t.Logf("ZooKeeper server logs:\n%s", strings.Join(logs, "\n"))
 	})
 	start := time.Now()
-	e, err := newZKEnsemble(t.TempDir(), n, logf, opts...)
+	e, err := NewEnsemble(t.TempDir(), n, logf, opts...)
 	if err != nil {
 		t.Fatalf("starting %d ZooKeeper server(s): %v", n, err)
 	}
 	t.Cleanup(e.Close)
 	t.Logf("started %d ZooKeeper server(s) in %v: %s", n, time.Since(start).Round(time.Millisecond), e.ConnectString())
 	return e
+}
+
+// shared is one standalone ZooKeeper for the tests of a test binary that do
+// not fault the server itself; each test uses paths of its own.
+var shared struct {
+	once sync.Once
+	dir  string
+	ens  *Ensemble
+	err  error
+}
+
+// Shared returns the test binary's shared standalone server, starting it on
+// first use; CloseShared stops it (from TestMain, after the tests).
+func Shared(t testing.TB) *Ensemble {
+	t.Helper()
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "hacron-zk-")
+		if shared.err != nil {
+			return
+		}
+		shared.ens, shared.err = NewEnsemble(shared.dir, 1, nil)
+	})
+	if shared.err != nil {
+		t.Fatalf("shared ZooKeeper: %v", shared.err)
+	}
+	return shared.ens
+}
+
+// CloseShared stops the shared server, if it was started.
+func CloseShared() {
+	if shared.ens != nil {
+		shared.ens.Close()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package zktest
 
 import (
 	"net"
@@ -10,24 +10,24 @@ import (
 	"time"
 )
 
-type proxyMode int
+type Mode int
 
 const (
-	proxyPass        proxyMode = iota // forward bytes both ways
-	proxyBlackhole                    // read and drop everything, close nothing: a hard partition
-	proxyDropReplies                  // forward client->server, drop server->client: lost replies
+	Pass        Mode = iota // forward bytes both ways
+	Blackhole               // read and drop everything, close nothing: a hard partition
+	DropReplies             // forward client->server, drop server->client: lost replies
 )
 
-func (m proxyMode) String() string {
+func (m Mode) String() string {
 	switch m {
-	case proxyPass:
+	case Pass:
 		return "pass"
-	case proxyBlackhole:
+	case Blackhole:
 		return "blackhole"
-	case proxyDropReplies:
+	case DropReplies:
 		return "drop-replies"
 	}
-	return "proxyMode(" + strconv.Itoa(int(m)) + ")"
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
 }
 
 type proxyDir int
@@ -37,10 +37,10 @@ const (
 	proxyToClient
 )
 
-// faultProxy is a TCP proxy whose links can be cut without the endpoints
+// Proxy is a TCP proxy whose links can be cut without the endpoints
 // noticing, to simulate partitions and lost packets between a ZooKeeper client
 // and a server.
-type faultProxy struct {
+type Proxy struct {
 	ln     net.Listener
 	target string
 	mode   atomic.Int32
@@ -74,13 +74,13 @@ func (c *proxyConn) close(rst bool) {
 	})
 }
 
-func newFaultProxy(t testing.TB, target string) *faultProxy {
+func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("fault proxy for %s: %v", target, err)
 	}
-	p := &faultProxy{
+	p := &Proxy{
 		ln:      ln,
 		target:  target,
 		changed: make(chan struct{}),
@@ -92,11 +92,11 @@ func newFaultProxy(t testing.TB, target string) *faultProxy {
 	return p
 }
 
-func (p *faultProxy) Addr() string { return p.ln.Addr().String() }
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-func (p *faultProxy) Mode() proxyMode { return proxyMode(p.mode.Load()) }
+func (p *Proxy) Mode() Mode { return Mode(p.mode.Load()) }
 
-func (p *faultProxy) SetMode(m proxyMode) {
+func (p *Proxy) SetMode(m Mode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mode.Store(int32(m))
@@ -106,20 +106,20 @@ func (p *faultProxy) SetMode(m proxyMode) {
 
 // Reset aborts every current connection with an RST on both sides, like a
 // middlebox dropping its state; new connections are still accepted.
-func (p *faultProxy) Reset() {
+func (p *Proxy) Reset() {
 	for _, c := range p.takeConns() {
 		c.close(true)
 	}
 }
 
 // Conns counts the proxied connections that are currently open.
-func (p *faultProxy) Conns() int {
+func (p *Proxy) Conns() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.conns)
 }
 
-func (p *faultProxy) close() {
+func (p *Proxy) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
@@ -130,7 +130,7 @@ func (p *faultProxy) close() {
 	p.wg.Wait()
 }
 
-func (p *faultProxy) takeConns() []*proxyConn {
+func (p *Proxy) takeConns() []*proxyConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cs := make([]*proxyConn, 0, len(p.conns))
@@ -141,14 +141,14 @@ func (p *faultProxy) takeConns() []*proxyConn {
 	return cs
 }
 
-func (p *faultProxy) drop(c *proxyConn) {
+func (p *Proxy) drop(c *proxyConn) {
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
 	c.close(false)
 }
 
-func (p *faultProxy) accept() {
+func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
 		client, err := p.ln.Accept()
@@ -160,7 +160,7 @@ func (p *faultProxy) accept() {
 	}
 }
 
-func (p *faultProxy) serve(client net.Conn) {
+func (p *Proxy) serve(client net.Conn) {
 	defer p.wg.Done()
 	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
@@ -181,17 +181,17 @@ func (p *faultProxy) serve(client net.Conn) {
 	go p.pump(c, client, server, proxyToClient)
 }
 
-func (p *faultProxy) drops(d proxyDir) bool {
+func (p *Proxy) drops(d proxyDir) bool {
 	switch p.Mode() {
-	case proxyBlackhole:
+	case Blackhole:
 		return true
-	case proxyDropReplies:
+	case DropReplies:
 		return d == proxyToClient
 	}
 	return false
 }
 
-func (p *faultProxy) pump(c *proxyConn, dst, src net.Conn, d proxyDir) {
+func (p *Proxy) pump(c *proxyConn, dst, src net.Conn, d proxyDir) {
 	defer p.wg.Done()
 	defer p.drop(c)
 	buf := make([]byte, 32<<10)
@@ -212,7 +212,7 @@ func (p *faultProxy) pump(c *proxyConn, dst, src net.Conn, d proxyDir) {
 // holdClose delays passing on a close while its direction drops bytes: the FIN
 // would be lost in a real partition too, and the peer must keep believing the
 // connection is alive until the link heals or its own timeouts fire.
-func (p *faultProxy) holdClose(c *proxyConn, d proxyDir) {
+func (p *Proxy) holdClose(c *proxyConn, d proxyDir) {
 	for {
 		p.mu.Lock()
 		changed := p.changed
@@ -228,28 +228,28 @@ func (p *faultProxy) holdClose(c *proxyConn, d proxyDir) {
 	}
 }
 
-// proxyEnsemble puts a fault proxy in front of every server of e and returns
+// ProxyEnsemble puts a fault proxy in front of every server of e and returns
 // them with a connect string that goes through them.
-func proxyEnsemble(t testing.TB, e *zkEnsemble) ([]*faultProxy, string) {
+func ProxyEnsemble(t testing.TB, e *Ensemble) ([]*Proxy, string) {
 	t.Helper()
-	ps := make([]*faultProxy, len(e.Servers))
+	ps := make([]*Proxy, len(e.Servers))
 	addrs := make([]string, len(e.Servers))
 	for i, s := range e.Servers {
-		ps[i] = newFaultProxy(t, s.Addr())
+		ps[i] = NewProxy(t, s.Addr())
 		addrs[i] = ps[i].Addr()
 	}
 	return ps, strings.Join(addrs, ",")
 }
 
-type proxyGroup []*faultProxy
+type ProxyGroup []*Proxy
 
-func (g proxyGroup) SetMode(m proxyMode) {
+func (g ProxyGroup) SetMode(m Mode) {
 	for _, p := range g {
 		p.SetMode(m)
 	}
 }
 
-func (g proxyGroup) Reset() {
+func (g ProxyGroup) Reset() {
 	for _, p := range g {
 		p.Reset()
 	}

@@ -1,4 +1,4 @@
-package main
+package zktest
 
 import (
 	"bytes"
@@ -66,8 +66,8 @@ func harnessAsync(f func() error) <-chan error {
 
 func TestIntegration_HarnessStandalone(t *testing.T) {
 	t.Parallel()
-	e := startZK(t, 1)
-	p := newFaultProxy(t, e.Servers[0].Addr())
+	e := Start(t, 1)
+	p := NewProxy(t, e.Servers[0].Addr())
 	// The session must outlive the partitions below: go-zk drops a connection
 	// after 2/3 of the session timeout without a byte from the server.
 	conn := harnessConnect(t, []string{p.Addr()}, 6*time.Second)
@@ -80,7 +80,7 @@ func TestIntegration_HarnessStandalone(t *testing.T) {
 		t.Fatalf("proxy has %d connections, want 1", n)
 	}
 
-	p.SetMode(proxyBlackhole)
+	p.SetMode(Blackhole)
 	get := harnessAsync(func() error { _, _, err := conn.Get("/harness"); return err })
 	select {
 	case err := <-get:
@@ -88,7 +88,7 @@ func TestIntegration_HarnessStandalone(t *testing.T) {
 	case <-time.After(time.Second):
 	}
 
-	p.SetMode(proxyDropReplies)
+	p.SetMode(DropReplies)
 	create := harnessAsync(func() error { _, err := conn.Create("/harness/lost-reply", nil, 0, acl); return err })
 	select {
 	case err := <-create:
@@ -96,7 +96,7 @@ func TestIntegration_HarnessStandalone(t *testing.T) {
 	case <-time.After(time.Second):
 	}
 
-	p.SetMode(proxyPass)
+	p.SetMode(Pass)
 	p.Reset()
 	for name, ch := range map[string]<-chan error{"Get": get, "Create": create} {
 		select {
@@ -126,7 +126,7 @@ func TestIntegration_HarnessStandalone(t *testing.T) {
 
 func TestIntegration_HarnessEnsemble(t *testing.T) {
 	t.Parallel()
-	e := startZK(t, 3)
+	e := Start(t, 3)
 	leader, err := e.Leader(5 * time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +158,7 @@ func TestIntegration_HarnessEnsemble(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("zk%d restarted in %v", e.Servers[leader].ID, time.Since(start).Round(time.Millisecond))
-	if mode, err := srvrMode(e.Servers[leader].Addr()); mode != "follower" {
+	if mode, err := SrvrMode(e.Servers[leader].Addr()); mode != "follower" {
 		t.Fatalf("restarted zk%d: mode %q, %v; want follower", e.Servers[leader].ID, mode, err)
 	}
 	c := harnessConnect(t, []string{e.Servers[leader].Addr()}, 6*time.Second)
@@ -193,7 +193,7 @@ func TestHarnessFaultProxy(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	p := newFaultProxy(t, ln.Addr().String())
+	p := NewProxy(t, ln.Addr().String())
 	dial := func() (client, server net.Conn) {
 		t.Helper()
 		client, err := net.Dial("tcp", p.Addr())
@@ -243,13 +243,13 @@ func TestHarnessFaultProxy(t *testing.T) {
 	send(server, "pong")
 	expect(client, "pong")
 
-	p.SetMode(proxyDropReplies)
+	p.SetMode(DropReplies)
 	send(client, "request")
 	expect(server, "request")
 	send(server, "reply")
 	expect(client, "")
 
-	p.SetMode(proxyBlackhole)
+	p.SetMode(Blackhole)
 	send(client, "lost")
 	expect(server, "")
 	// The server's close must not reach the client across the partition...
@@ -259,7 +259,7 @@ func TestHarnessFaultProxy(t *testing.T) {
 		t.Fatalf("Conns() = %d during blackhole, want 1", n)
 	}
 	// ...until it heals.
-	p.SetMode(proxyPass)
+	p.SetMode(Pass)
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := client.Read(make([]byte, 64)); err != io.EOF {
 		t.Fatalf("read after healing = %d, %v; want EOF", n, err)

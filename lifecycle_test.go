@@ -45,8 +45,13 @@ func longJob(dir string, d time.Duration) []string {
 
 func TestIntegration_RollingRestartEndsNoJob(t *testing.T) {
 	t.Parallel()
-	ens := startZK(t, 3)
-	env := withSessionTimeout(hacronEnv(t, ens.ConnectString(), clusterName(t)), 10*time.Second)
+	// T = 30 s (lease 15 s): when the restarted server is the ZooKeeper
+	// leader, the ensemble elects another one before any write succeeds,
+	// and on a loaded 2-core machine that can take seconds. A lease that
+	// ran out meanwhile would end the job, as it must: this test is about
+	// hacron, not about how fast ZooKeeper elects.
+	ens := startZK(t, 3, withMaxSessionTimeout(30*time.Second))
+	env := withSessionTimeout(hacronEnv(t, ens.ConnectString(), clusterName(t)), 30*time.Second)
 	a, b := startPair(t, env)
 	token := agentToken(t, a)
 	dir := t.TempDir()
@@ -63,7 +68,7 @@ func TestIntegration_RollingRestartEndsNoJob(t *testing.T) {
 		if err := ens.WaitQuorum(30 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("server %d restarted; job group %d members %v", i+1, pgid, groupMembers(pgid))
+		t.Logf("server %d restarted; agent %s; job group %d members %v", i+1, a.state(), pgid, groupMembers(pgid))
 		if len(groupMembers(pgid)) == 0 {
 			t.Fatalf("the job died during the restart of server %d (wrapper exit %d)", i+1, r.wait(5*time.Second))
 		}

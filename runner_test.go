@@ -138,3 +138,26 @@ func TestHintsAndErrorLines(t *testing.T) {
 		t.Errorf("printError:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+func TestOwnRace(t *testing.T) {
+	upstream := `WARNING: DATA RACE
+Write at 0x00c0000d4480 by goroutine 48:
+  github.com/go-zookeeper/zk.(*Conn).recvLoop()
+Previous read at 0x00c0000d4480 by goroutine 17:
+  github.com/go-zookeeper/zk.(*Conn).sendSetWatches()
+Goroutine 48 (running) created at:
+  github.com/go-zookeeper/zk.(*Conn).loop()
+Goroutine 17 (running) created at:
+  hacron.(*zkClient).open()
+`
+	ours := `WARNING: DATA RACE
+Write at 0x00c0000d4480 by goroutine 48:
+  hacron.(*agent).finish()
+Previous read at 0x00c0000d4480 by goroutine 17:
+  github.com/go-zookeeper/zk.(*Conn).recvLoop()
+Goroutine 48 (running) created at:
+`
+	if ownRace(upstream) || !ownRace(ours) || !ownRace(upstream+ours) || ownRace("no race") {
+		t.Errorf("ownRace misjudges: upstream %v, ours %v", ownRace(upstream), ownRace(ours))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -16,8 +17,43 @@ import (
 	"github.com/alecthomas/kong"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..." (make
+// does); otherwise run fills it in from the build info.
 var version = "dev"
+
+// buildVersion is the version of a binary built without -ldflags: the
+// module version (`go install` of a release, or what `go build` derived
+// from the checkout's tags and commit), or else the commit itself (+dirty
+// with uncommitted changes). run calls it
+// once, and only for such builds: nothing at package init.
+func buildVersion(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev string
+	var dirty bool
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	return rev
+}
 
 // exitUsage is hacron's code for its own failures, usage errors included
 // (kong's default for those would be 80).
@@ -168,6 +204,10 @@ func rcronMain(args []string) int {
 
 // run parses and runs one command and returns the exit code.
 func run(args []string) int {
+	if version == "dev" {
+		bi, _ := debug.ReadBuildInfo() // nil without build info
+		version = buildVersion(bi)
+	}
 	// An empty HACRON_* variable counts as unset (`HACRON_DIRECT= hacron
 	// ...` in a script), not as a value to parse.
 	for _, kv := range os.Environ() {

@@ -202,6 +202,16 @@ func rcronMain(args []string) int {
 	return run(append(hargs, "--", "/bin/sh", "-c", strings.Join(args, " ")))
 }
 
+// newParser is hacron's command line model: run parses with it, and the
+// man page and the shell completions are generated from it.
+func newParser(c *cli, options ...kong.Option) (*kong.Kong, error) {
+	return kong.New(c, append([]kong.Option{
+		kong.Name("hacron"),
+		kong.Description("Highly available cron jobs with ZooKeeper: a job runs only on the node that holds the lock."),
+		kong.Vars{"version": version, "default_config": defaultConfigPath},
+	}, options...)...)
+}
+
 // run parses and runs one command and returns the exit code.
 func run(args []string) int {
 	if version == "dev" {
@@ -227,10 +237,7 @@ func run(args []string) int {
 		return failCode
 	}
 	var c cli
-	parser, err := kong.New(&c,
-		kong.Name("hacron"),
-		kong.Description("Highly available cron jobs with ZooKeeper: a job runs only on the node that holds the lock."),
-		kong.Vars{"version": version, "default_config": defaultConfigPath},
+	parser, err := newParser(&c,
 		kong.Resolvers(cfg.resolver()),
 		kong.Exit(func(code int) { os.Exit(code) }),
 	)

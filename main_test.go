@@ -17,7 +17,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/script")
+var update = flag.Bool("update", false, "rewrite the golden files: testdata/script, dist/man, dist/completion")
 
 // TestMain makes this test binary double as hacron: testscript puts a copy
 // named "hacron" on PATH, and the agent tests start it as real processes.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"hacron/internal/completion"
 	"hacron/internal/manpage"
 )
 
@@ -320,4 +321,11 @@ func confPage(t *testing.T, app *kong.Application) []byte {
 	p.Section("see also")
 	p.Raw(`\fBhacron\fR(1)`)
 	return p.Bytes()
+}
+
+func TestCompletion(t *testing.T) {
+	app := model(t)
+	golden(t, "dist/completion/hacron.bash", completion.Bash(app))
+	golden(t, "dist/completion/_hacron", completion.Zsh(app))
+	golden(t, "dist/completion/hacron.fish", completion.Fish(app))
 }

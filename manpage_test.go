@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -328,4 +329,20 @@ func TestCompletion(t *testing.T) {
 	golden(t, "dist/completion/hacron.bash", completion.Bash(app))
 	golden(t, "dist/completion/_hacron", completion.Zsh(app))
 	golden(t, "dist/completion/hacron.fish", completion.Fish(app))
+}
+
+// TestGeneratorsNotLinked: the man page and completion generators, and the
+// packaging and lint tools, stay out of the hacron binary.
+func TestGeneratorsNotLinked(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, banned := range []string{"hacron/internal/manpage", "hacron/internal/completion", "github.com/goreleaser/", "github.com/golangci/"} {
+			if strings.HasPrefix(pkg, banned) {
+				t.Errorf("hacron links %s", pkg)
+			}
+		}
+	}
 }

@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -64,15 +65,14 @@ type config struct {
 // loadConfig reads path. A missing file is fine only when nobody named it.
 func loadConfig(path string, named bool) (*config, error) {
 	c := &config{path: path, values: map[string]configValue{}}
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !named {
 			return c, nil
 		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	defer f.Close()
-	return c, c.parse(f)
+	return c, c.parse(bytes.NewReader(b))
 }
 
 // parse reads config lines from r.

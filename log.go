@@ -56,12 +56,12 @@ func newLogger(g *globals, def slog.Level) (*slog.Logger, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown syslog facility %q (LOG_CRON, LOG_DAEMON, LOG_LOCAL0 ...)", g.SyslogFacility)
 	}
-	min, ok := syslogLevels[strings.ToUpper(g.SyslogLevel)]
+	lowest, ok := syslogLevels[strings.ToUpper(g.SyslogLevel)]
 	if !ok {
 		return nil, fmt.Errorf("unknown syslog level %q (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG ...)", g.SyslogLevel)
 	}
 	if g.LogLevel == "" {
-		level = min
+		level = lowest
 	}
 	w, err := dialSyslog(fac | syslog.LOG_INFO)
 	if err != nil {

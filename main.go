@@ -1,3 +1,7 @@
+// Command hacron makes cron jobs highly available with ZooKeeper: every
+// node carries the same crontab, and `hacron run -- job` runs the job only
+// on the node that holds the cluster's lock, under a lease that ends before
+// any other node can take over. docs/contract.md says what it promises.
 package main
 
 import (
@@ -222,7 +226,7 @@ func run(args []string) int {
 	// ...` in a script), not as a value to parse.
 	for _, kv := range os.Environ() {
 		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "HACRON_") && v == "" {
-			os.Unsetenv(k)
+			_ = os.Unsetenv(k) // fails only for a name with "=": k has none
 		}
 	}
 	// hacron check reports a bad setup with 1, like any other problem.

@@ -52,7 +52,9 @@ func (c cleanup) Run() int {
 		shared.ens.Close()
 	}
 	if shared.dir != "" {
-		os.RemoveAll(shared.dir)
+		if err := os.RemoveAll(shared.dir); err != nil {
+			fmt.Fprintln(os.Stderr, "removing the shared ZooKeeper's directory:", err)
+		}
 	}
 	return code
 }
@@ -135,7 +137,7 @@ func cmdWaitState(ts *testscript.TestScript, neg bool, args []string) {
 	end := time.Now().Add(30 * time.Second)
 	last := ""
 	for time.Now().Before(end) {
-		ts.Exec("hacron", "state", "--socket", args[0])
+		_ = ts.Exec("hacron", "state", "--socket", args[0]) // exit 1 or 2 until then: stdout tells
 		last = strings.TrimSpace(ts.ReadFile("stdout"))
 		if last == args[1] {
 			return

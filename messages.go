@@ -62,13 +62,15 @@ func printError(w io.Writer, err error) {
 	}
 }
 
-// hintsOf collects the hints anywhere in err's tree, outermost first.
+// hintsOf collects the hints anywhere in err's tree, outermost first. It
+// walks the tree itself (errors.As would stop at the first hint), hence the
+// type assertions on each node.
 func hintsOf(err error) []string {
 	var out []string
-	if h, ok := err.(*hintError); ok {
+	if h, ok := err.(*hintError); ok { //nolint:errorlint // one node of the walk
 		out = append(out, h.hints...)
 	}
-	switch u := err.(type) {
+	switch u := err.(type) { //nolint:errorlint // one node of the walk
 	case interface{ Unwrap() error }:
 		if inner := u.Unwrap(); inner != nil {
 			out = append(out, hintsOf(inner)...)

@@ -96,7 +96,7 @@ type resignCmd struct {
 	Hold time.Duration `name:"hold" placeholder:"D" default:"30s" help:"Stay out of the election this long."`
 }
 
-func (r *resignCmd) Run(ctx context.Context, g *globals) error {
+func (r *resignCmd) Run(_ context.Context, g *globals) error {
 	if g.Direct {
 		return errors.New("hacron resign needs an agent; this configuration says mode = direct")
 	}

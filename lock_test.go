@@ -260,6 +260,9 @@ var shared struct {
 
 func sharedZK(t testing.TB) *zkEnsemble {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs ZooKeeper servers (skipped under -short: make unit)")
+	}
 	shared.once.Do(func() {
 		shared.dir, shared.err = os.MkdirTemp("", "hacron-zk-")
 		if shared.err != nil {

@@ -63,9 +63,14 @@ var scriptSeq atomic.Int64
 
 // TestIntegration_Scripts runs testdata/script/*.txtar against the real
 // binary and a real ZooKeeper. Every script gets its own cluster, socket
-// and an empty config file (a host's /etc/hacron must not leak in).
+// and an empty config file (a host's /etc/hacron must not leak in). Under
+// -short no ZooKeeper is started: the scripts that need one begin with
+// `[short] skip`, and the others (help, config) still run.
 func TestIntegration_Scripts(t *testing.T) {
-	zkS := sharedZK(t)
+	zkConnect := "127.0.0.1:1" // nothing listens there
+	if !testing.Short() {
+		zkConnect = sharedZK(t).ConnectString()
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -76,7 +81,7 @@ func TestIntegration_Scripts(t *testing.T) {
 				return err
 			}
 			env.Setenv("HACRON_CONFIG", conf)
-			env.Setenv("HACRON_ZK", zkS.ConnectString())
+			env.Setenv("HACRON_ZK", zkConnect)
 			env.Setenv("HACRON_CLUSTER", fmt.Sprintf("script-%d-%d", os.Getpid(), scriptSeq.Add(1)))
 			env.Setenv("HACRON_SESSION_TIMEOUT", "3s")
 			env.Setenv("HACRON_SOCKET", env.WorkDir+"/agent.sock")

@@ -615,6 +615,9 @@ func describeMode(mode string, err error) string {
 // are shown only when the test failed.
 func startZK(t testing.TB, n int, opts ...zkOption) *zkEnsemble {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs ZooKeeper servers (skipped under -short: make unit)")
+	}
 	if _, err := os.Stat(zkTestJar); err != nil {
 		t.Fatalf("Debian's zookeeper is not installed: run `apt-get install -y zookeeper` (as root)")
 	}

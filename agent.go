@@ -270,9 +270,9 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 
 	<-ctx.Done()
-	// Graceful stop (rule 11): no new job, running jobs end as on a lease
-	// loss, then the node goes and the session closes, so the standby
-	// takes over at once.
+	// Graceful stop (docs/zookeeper-rules.md, rule 11): no new job,
+	// running jobs end as on a lease loss, then the node goes and the
+	// session closes, so the standby takes over at once.
 	log.Info("agent stopping")
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	ln.Close()
@@ -514,7 +514,7 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 }
 
 // admit decides one run: one Multi that checks our election node and
-// creates the run record (rule 9), then keeps the wrapper informed of the
+// creates the run record (docs/zookeeper-rules.md, rule 9), then keeps the wrapper informed of the
 // lease until the job ends.
 func (a *agent) admit(c *net.UnixConn, r *bufio.Reader, uid, pid int, req request) {
 	fail := func(err error) {

@@ -56,8 +56,8 @@ func (r *runCmd) admitDirect(ctx context.Context, g *globals, log *slog.Logger, 
 		defer close(elDone)
 		el.Run(elCtx)
 	}()
-	// release is rule 11 for the job's lock: delete the node, close the
-	// session.
+	// release is rule 11 (docs/zookeeper-rules.md) for the job's lock:
+	// delete the node, close the session.
 	release := func() {
 		stopElection()
 		<-elDone

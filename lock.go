@@ -1,7 +1,7 @@
 package main
 
-// The election and the lease: ../shared/design/zookeeper.md, rules 1-8 and
-// 11. An ephemeral znode is a lease, not a lock: the client never learns the
+// The election and the lease, by docs/zookeeper-rules.md ("rule N" below).
+// An ephemeral znode is a lease, not a lock: the client never learns the
 // moment the server expires its session. So leadership here is two things at
 // once: holding the lowest election node of our own session, and a local
 // lease that only a quorum write can extend. Jobs live under the lease.

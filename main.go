@@ -63,7 +63,8 @@ func buildVersion(bi *debug.BuildInfo) string {
 // (kong's default for those would be 80).
 const exitUsage = 125
 
-// globals are the options every command takes (hacron.md, "Commands").
+// globals are the options every command takes (docs/contract.md, "Global
+// options").
 type globals struct {
 	Config         string        `name:"config" placeholder:"FILE" env:"HACRON_CONFIG" help:"Config file (default ${default_config}; a missing default file is fine)."`
 	ZK             string        `name:"zk" placeholder:"HOSTS" env:"HACRON_ZK" default:"127.0.0.1:2181" help:"ZooKeeper servers, h1:2181,h2:2181[/chroot]."`
@@ -86,7 +87,7 @@ type globals struct {
 	SyslogLevel    string        `name:"syslog-level" placeholder:"LEVEL" env:"HACRON_LOG_SYSLOG_LEVEL" default:"LOG_INFO" help:"Lowest syslog priority logged (rcron's syslog_level)."`
 }
 
-// Names the contract allows (hacron.md, "Details").
+// Names the contract allows (docs/contract.md, "Global options").
 var (
 	clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 	jobNameRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)

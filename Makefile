@@ -1,10 +1,13 @@
-# hacron's build. `make test` is what CI runs (.ci/run).
+# hacron's build. `make test` is what CI runs (.ci/run); `make unit` is the
+# quick round while editing.
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The version in Debian's form (dist/version.sh): the binary says the same
+# as the package.
+VERSION ?= $(shell dist/version.sh)
 LDFLAGS := -X main.version=$(VERSION)
 ZK_JAR  := /usr/share/java/zookeeper.jar
 
-.PHONY: build test test-alone vet zookeeper demo install chaos bench fuzz clean
+.PHONY: build test test-alone unit lint vet man deb zookeeper demo install chaos bench fuzz clean
 
 build: hacron
 
@@ -30,11 +33,45 @@ vet:
 
 FUZZTARGETS := FuzzConfigParse FuzzSocketDecode FuzzRunRecord
 
-test: zookeeper vet
-	$(GO) test -race -count=1 -timeout 14m ./...
+# deb comes first: the package test installs what it built (HACRON_DEBS).
+test: zookeeper vet deb
+	HACRON_DEBS=$(DEBDIR) $(GO) test -race -count=1 -timeout 14m ./...
 	$(MAKE) test-alone
 	$(MAKE) fuzz FUZZTIME=20000x
 	$(MAKE) demo
+
+# Every test that needs no ZooKeeper (-short skips the others), in seconds.
+unit:
+	$(GO) test -short -count=1 ./...
+
+# golangci-lint v2 (.golangci.yml), built from its own module file so that
+# its many dependencies never move hacron's.
+lint:
+	$(GO) tool -modfile=tools/golangci-lint.mod golangci-lint run ./...
+
+# The man pages (dist/man) and shell completions (dist/completion), from
+# the command line model; the same tests fail when they are out of date.
+man:
+	$(GO) test -count=1 -run '^(TestManPage|TestCompletion)$$' . -args -update
+
+# make deb [DEBDIR=dist/deb]: hacron_<version>_<arch>.deb and
+# hacron-rcron_<version>_all.deb, built by nfpm (a tool dependency in
+# go.mod: nothing to install but the module cache). The binary is built as
+# make build does (sharing its build cache), without the symbol table and
+# DWARF, as Debian ships binaries.
+DEBDIR     ?= dist/deb
+GOARCH     := $(shell $(GO) env GOARCH)
+MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)
+deb:
+	rm -rf $(DEBDIR)/stage
+	mkdir -p $(DEBDIR)/stage
+	$(GO) build -ldflags '$(LDFLAGS) -s -w' -o $(DEBDIR)/stage/hacron .
+	sed 's|/usr/local/bin/hacron|/usr/bin/hacron|' dist/hacron-agent.service > $(DEBDIR)/stage/hacron-agent.service
+	gzip -9n < dist/man/hacron.1 > $(DEBDIR)/stage/hacron.1.gz
+	gzip -9n < dist/man/hacron.conf.5 > $(DEBDIR)/stage/hacron.conf.5.gz
+	for p in hacron hacron-rcron; do \
+		VERSION='$(VERSION)' GOARCH='$(GOARCH)' STAGE='$(DEBDIR)/stage' MAINTAINER='$(MAINTAINER)' \
+			$(GO) tool nfpm package -f dist/nfpm/$$p.yaml -p deb -t $(DEBDIR)/ || exit 1; \
 
 # Each security test alone, in a go test of its own with a ZooKeeper no
 # other test has touched: none may rely on nodes another test made first
@@ -93,4 +130,4 @@ install: build
 	if [ -n "$(RCRON)" ]; then ln -sf hacron $(DESTDIR)$(PREFIX)/bin/rcron; fi
 
 clean:
-	rm -f hacron
+	rm -rf hacron dist/deb

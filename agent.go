@@ -327,7 +327,7 @@ wait:
 			a.reload(reload, live, opts)
 		}
 	}
-	// Graceful stop (rule 11): no new job, running jobs end as on a lease
+	// Graceful stop (docs/zookeeper-rules.md, rule 11): no new job, running jobs end as on a lease
 	// loss, then the node goes and the session closes, so the standby
 	// takes over at once.
 	log.Info("agent stopping")

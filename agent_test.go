@@ -264,7 +264,7 @@ func readPGID(t testing.TB, path string) int {
 	return pgid
 }
 
-func clusterName(t testing.TB) string {
+func clusterName(_ testing.TB) string {
 	return fmt.Sprintf("agent-%d-%d", os.Getpid(), pathSeq.Add(1))
 }
 

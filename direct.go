@@ -59,8 +59,8 @@ func admitDirect(ctx context.Context, g *globals, log *slog.Logger, req runReque
 		defer close(elDone)
 		el.Run(elCtx)
 	}()
-	// release is rule 11 for the job's lock: delete the node, close the
-	// session.
+	// release is rule 11 (docs/zookeeper-rules.md) for the job's lock:
+	// delete the node, close the session.
 	release := func() {
 		stopElection()
 		<-elDone

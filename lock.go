@@ -1,6 +1,7 @@
 package main
 
-// The election: docs/zookeeper-rules.md, rules 1-6 and 11; the lease it
+// The election: docs/zookeeper-rules.md, rules 1-6 and 11 ("rule N" below
+// refers to it); the lease it
 // drives (rule 7) is internal/lease. An ephemeral znode is a lease, not a
 // lock: the client never learns the moment the server expires its session.
 // So leadership here is two things at once: holding the lowest election

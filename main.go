@@ -1,3 +1,7 @@
+// Command hacron makes cron jobs highly available with ZooKeeper: every
+// node carries the same crontab, and `hacron run -- job` runs the job only
+// on the node that holds the cluster's lock, under a lease that ends before
+// any other node can take over. docs/contract.md says what it promises.
 package main
 
 import (
@@ -8,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,14 +22,50 @@ import (
 	"github.com/alecthomas/kong"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..." (make
+// does); otherwise run fills it in from the build info.
 var version = "dev"
+
+// buildVersion is the version of a binary built without -ldflags: the
+// module version (`go install` of a release, or what `go build` derived
+// from the checkout's tags and commit), or else the commit itself (+dirty
+// with uncommitted changes). run calls it
+// once, and only for such builds: nothing at package init.
+func buildVersion(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev string
+	var dirty bool
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	return rev
+}
 
 // exitUsage is hacron's code for its own failures, usage errors included
 // (kong's default for those would be 80).
 const exitUsage = 125
 
-// globals are the options every command takes (hacron.md, "Commands").
+// globals are the options every command takes (docs/contract.md, "Global
+// options").
 type globals struct {
 	Config         string        `name:"config" placeholder:"FILE" env:"HACRON_CONFIG" help:"Config file (default: ${default_config}; a missing default file is fine)."`
 	ZK             string        `name:"zk" placeholder:"HOSTS" env:"HACRON_ZK" default:"127.0.0.1:2181" help:"ZooKeeper servers, h1:2181,h2:2181[/chroot] (default: ${default})."`
@@ -47,7 +88,7 @@ type globals struct {
 	SyslogLevel    string        `name:"syslog-level" placeholder:"LEVEL" env:"HACRON_SYSLOG_LEVEL" default:"LOG_INFO" help:"Lowest syslog priority logged, rcron's syslog_level (default: ${default})."`
 }
 
-// Names the contract allows (hacron.md, "Details").
+// Names the contract allows (docs/contract.md, "Global options").
 var (
 	clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 	jobNameRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
@@ -194,18 +235,32 @@ func rcronMain(args []string) int {
 	return runWith([]string{"run", "--", "/bin/sh", "-c", strings.Join(args, " ")}, rc)
 }
 
+// newParser is hacron's command line model: run parses with it, and the
+// man page and the shell completions are generated from it.
+func newParser(c *cli, options ...kong.Option) (*kong.Kong, error) {
+	return kong.New(c, append([]kong.Option{
+		kong.Name("hacron"),
+		kong.Description("Highly available cron jobs with ZooKeeper: a job runs only on the node that holds the lock."),
+		kong.Vars{"version": version, "default_config": defaultConfigPath, "rcron_config": rcronDefaultConfig},
+	}, options...)...)
+}
+
 // clearEmptyEnv makes an empty HACRON_* variable count as unset
 // (`HACRON_DIRECT= hacron ...` in a script), not as a value to parse.
 func clearEmptyEnv() {
 	for _, kv := range os.Environ() {
 		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "HACRON_") && v == "" {
-			os.Unsetenv(k)
+			_ = os.Unsetenv(k) // fails only for a name with "=": k has none
 		}
 	}
 }
 
 // run parses and runs one command and returns the exit code.
 func run(args []string) int {
+	if version == "dev" {
+		bi, _ := debug.ReadBuildInfo() // nil without build info
+		version = buildVersion(bi)
+	}
 	clearEmptyEnv()
 	return runWith(args, nil)
 }
@@ -227,10 +282,7 @@ func runWith(args []string, lower *config) int {
 		cfg.over(lower)
 	}
 	var c cli
-	parser, err := kong.New(&c,
-		kong.Name("hacron"),
-		kong.Description("Highly available cron jobs with ZooKeeper: a job runs only on the node that holds the lock."),
-		kong.Vars{"version": version, "default_config": defaultConfigPath, "rcron_config": rcronDefaultConfig},
+	parser, err := newParser(&c,
 		kong.Resolvers(cfg.resolver()),
 		kong.Exit(func(code int) { os.Exit(code) }),
 	)
@@ -279,9 +331,7 @@ func reparse(args []string, lower *config) (*cli, error) {
 		cfg.over(lower)
 	}
 	var c cli
-	parser, err := kong.New(&c, kong.Name("hacron"),
-		kong.Vars{"version": version, "default_config": defaultConfigPath, "rcron_config": rcronDefaultConfig},
-		kong.Resolvers(cfg.resolver()), kong.Exit(func(int) {}))
+	parser, err := newParser(&c, kong.Resolvers(cfg.resolver()), kong.Exit(func(int) {}))
 	if err != nil {
 		return nil, err
 	}

@@ -69,16 +69,18 @@ func printError(w io.Writer, err error) {
 	}
 }
 
-// hintsOf collects the hints anywhere in err's tree, outermost first.
+// hintsOf collects the hints anywhere in err's tree, outermost first. It
+// walks the tree itself (errors.As would stop at the first hint), hence the
+// type assertions on each node.
 func hintsOf(err error) []string {
 	var out []string
-	switch h := err.(type) {
+	switch h := err.(type) { //nolint:errorlint // one node of the walk
 	case *hintError:
 		out = append(out, h.hints...)
 	case interface{ Hints() []string }:
 		out = append(out, h.Hints()...)
 	}
-	switch u := err.(type) {
+	switch u := err.(type) { //nolint:errorlint // one node of the walk
 	case interface{ Unwrap() error }:
 		if inner := u.Unwrap(); inner != nil {
 			out = append(out, hintsOf(inner)...)

@@ -108,6 +108,8 @@ func (m *metrics) serve(addr string) (net.Listener, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln) // ends when the agent closes ln
+	// Serve returns when the agent closes ln; an accept error before that
+	// stops the metrics, which the next scrape shows as a target down.
+	go func() { _ = srv.Serve(ln) }()
 	return ln, nil
 }

@@ -20,7 +20,8 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// runRecord is the data of a run record (docs/contract.md, "Run records").
+// runRecord is the data of a run record (docs/contract.md, "ZooKeeper
+// layout").
 type runRecord struct {
 	Job      string `json:"job"`
 	Node     string `json:"node"`

@@ -40,7 +40,7 @@ type runCmd struct {
 	Command   []string       `arg:"" passthrough:"partial" name:"command" help:"The job and its arguments, after --."`
 }
 
-// Exit codes of hacron.md beside the job's own.
+// Exit codes of hacron run beside the job's own (docs/contract.md).
 const (
 	exitLost     = 123
 	exitTimeout  = 124

@@ -2,7 +2,7 @@ package main
 
 // The ZooKeeper connection: connect string, digest auth, TLS, logging, and
 // the session as hacron sees it. go-zookeeper/zk reports sessions in ways
-// that are easy to misread (see ../shared/design/zookeeper.md); this file
+// that are easy to misread (docs/zookeeper-rules.md, rules 5 and 8); this file
 // turns them into one snapshot that says whether the session is usable, its
 // id, and the timeout the server granted.
 

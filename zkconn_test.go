@@ -51,11 +51,15 @@ func TestAuthFileRefusedWhenReadable(t *testing.T) {
 	if _, _, err := readAuthFile(f); err == nil || !strings.Contains(err.Error(), "readable by group or others") {
 		t.Errorf("a 0644 auth file: %v, want refused", err)
 	}
-	os.Chmod(f, 0o600)
+	if err := os.Chmod(f, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if u, p, err := readAuthFile(f); err != nil || u != "hacron" || p != "secret" {
 		t.Errorf("a 0600 auth file: %q %q %v", u, p, err)
 	}
-	os.WriteFile(f, []byte("no-colon\n"), 0o600)
+	if err := os.WriteFile(f, []byte("no-colon\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := readAuthFile(f); err == nil {
 		t.Errorf("an auth file without user:password was accepted")
 	}

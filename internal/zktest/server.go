@@ -618,6 +618,10 @@ func describeMode(mode string, err error) string {
 // are shown only when the test failed.
 func Start(t testing.TB, n int, opts ...Option) *Ensemble {
 	t.Helper()
+	skipShort(t)
+	if testing.Short() {
+		t.Skip("needs ZooKeeper servers (skipped under -short: make unit)")
+	}
 	if _, err := os.Stat(zkTestJar); err != nil {
 		t.Fatalf("Debian's zookeeper is not installed: run `apt-get install -y zookeeper` (as root)")
 	}
@@ -664,6 +668,7 @@ var shared struct {
 // first use; CloseShared stops it (from TestMain, after the tests).
 func Shared(t testing.TB) *Ensemble {
 	t.Helper()
+	skipShort(t)
 	shared.once.Do(func() {
 		shared.dir, shared.err = os.MkdirTemp("", "hacron-zk-")
 		if shared.err != nil {
@@ -684,5 +689,13 @@ func CloseShared() {
 	}
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
+	}
+}
+
+// skipShort skips a test that needs ZooKeeper under -short (make unit).
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs ZooKeeper servers (skipped under -short: make unit)")
 	}
 }

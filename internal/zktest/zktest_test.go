@@ -261,7 +261,7 @@ func TestHarnessFaultProxy(t *testing.T) {
 	// ...until it heals.
 	p.SetMode(Pass)
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := client.Read(make([]byte, 64)); err != io.EOF {
+	if n, err := client.Read(make([]byte, 64)); !errors.Is(err, io.EOF) {
 		t.Fatalf("read after healing = %d, %v; want EOF", n, err)
 	}
 

@@ -619,9 +619,6 @@ func describeMode(mode string, err error) string {
 func Start(t testing.TB, n int, opts ...Option) *Ensemble {
 	t.Helper()
 	skipShort(t)
-	if testing.Short() {
-		t.Skip("needs ZooKeeper servers (skipped under -short: make unit)")
-	}
 	if _, err := os.Stat(zkTestJar); err != nil {
 		t.Fatalf("Debian's zookeeper is not installed: run `apt-get install -y zookeeper` (as root)")
 	}

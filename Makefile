@@ -63,7 +63,7 @@ DEBDIR     ?= dist/deb
 GOARCH     := $(shell $(GO) env GOARCH)
 MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)
 deb:
-	rm -rf $(DEBDIR)/stage
+	rm -rf $(DEBDIR)/stage $(DEBDIR)/*.deb
 	mkdir -p $(DEBDIR)/stage
 	$(GO) build -ldflags '$(LDFLAGS) -s -w' -o $(DEBDIR)/stage/hacron .
 	sed 's|/usr/local/bin/hacron|/usr/bin/hacron|' dist/hacron-agent.service > $(DEBDIR)/stage/hacron-agent.service

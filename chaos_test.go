@@ -791,6 +791,7 @@ func strayElectionNodes(zkc *zk.Conn, root string, nodes []*chaosNode) string {
 // chaosRecord is a run record as documented: the fields the checker needs.
 type chaosRecord struct {
 	path     string
+	base     string // the job's name without a user's prefix
 	Job      string `json:"job"`
 	Node     string `json:"node"`
 	Slot     string `json:"slot"`
@@ -850,8 +851,8 @@ func readChaosRecords(zkc *zk.Conn, root string) chaosRecords {
 			if json.Unmarshal(data, &r) != nil {
 				continue
 			}
-			base := r.Job[strings.LastIndexByte(r.Job, '.')+1:] // a non-root user's prefix
-			rs.byRun[base+"/"+r.Slot] = r
+			r.base = r.Job[strings.LastIndexByte(r.Job, '.')+1:] // a non-root user's prefix
+			rs.byRun[r.base+"/"+r.Slot] = r
 			rs.all = append(rs.all, r)
 		}
 	}
@@ -945,6 +946,12 @@ func (c *chaosCheck) faultAt(x int64) string {
 	return kind
 }
 
+// chaosEvent is something the checker found, with the fault it is
+// attributed to (faultAt).
+type chaosEvent struct{ what, fault string }
+
+func (e chaosEvent) String() string { return e.what + " during " + e.fault }
+
 // A spurious kill is a run that hacron ended with 123 (leadership lost)
 // although its node's lease did not end and its term went on: the node
 // was seen active with the run's fencing token after the kill (so no new
@@ -961,12 +968,6 @@ type killVerdicts struct {
 	spurious, lapsed             []chaosEvent
 	byFault, byNewToken, noToken []string
 }
-
-// chaosEvent is something the checker found, with the fault it is
-// attributed to (faultAt).
-type chaosEvent struct{ what, fault string }
-
-func (e chaosEvent) String() string { return e.what + " during " + e.fault }
 
 var startToken = regexp.MustCompile(`status=start\b.*\btoken=([0-9]+)`)
 
@@ -1035,18 +1036,27 @@ func (c *chaosCheck) since(mono int64) time.Duration {
 // run is over (read after the settle that follows the last run: every
 // agent is up, every fault healed), or a run whose probe started but that
 // has no record at all. Contract: nothing of a run is lost; records are
-// completed, with result unknown if need be.
+// completed, with result unknown if need be, and status shows no phantom
+// running rows: a record made by an admission whose answer never reached
+// the wrapper (exit 125, nothing ran) counts too, and says so.
 func (c *chaosCheck) lostOutcomes() []string {
 	var lost []string
 	if c.records.err != nil {
 		return []string{"reading the run records: " + c.records.err.Error()}
 	}
-	for _, r := range c.records.open() {
-		lost = append(lost, fmt.Sprintf("%s (node %s, slot %s): no end", r.path, r.Node, r.Slot))
-	}
 	byKey := map[string]*chaosRun{}
 	for _, r := range c.runs {
 		byKey[r.key] = r
+	}
+	for _, rec := range c.records.open() {
+		what := fmt.Sprintf("%s (node %s): no end", rec.path, rec.Node)
+		// An admission whose answer was lost: the job never ran, yet the
+		// record (and a --no-overlap marker) were made; status shows it
+		// running for ever.
+		if r := byKey[rec.Node+"/"+rec.base+"/"+rec.Slot]; r != nil && c.probes[r.key] == nil {
+			what += fmt.Sprintf(", the job never ran (hacron run exited %d)", r.code)
+		}
+		lost = append(lost, what)
 	}
 	for _, p := range c.all {
 		r := byKey[p.key]
@@ -1068,9 +1078,8 @@ func (c *chaosCheck) lostOutcomes() []string {
 // skipped wrapper started, and no fault on its node or on ZooKeeper could
 // still be delaying the marker's removal (T + 1 s after such a fault).
 // Contract: no job stays skipped by a marker of a finished run.
-func (c *chaosCheck) wedges() []chaosEvent {
+func (c *chaosCheck) wedges() (wedged []chaosEvent, skipped int) {
 	second := int64(time.Second)
-	var wedged []chaosEvent
 	for _, job := range c.jobs {
 		if !slices.Contains(job.opts, "--no-overlap") {
 			continue
@@ -1086,6 +1095,7 @@ func (c *chaosCheck) wedges() []chaosEvent {
 				skips = append(skips, r)
 			}
 		}
+		skipped += len(skips)
 		holdUntil := map[*chaosRun]int64{}
 		for _, r := range held {
 			h := r.end
@@ -1117,7 +1127,7 @@ func (c *chaosCheck) wedges() []chaosEvent {
 			}
 		}
 	}
-	return wedged
+	return wedged, skipped
 }
 
 // noLeader is, for each fault, how long after it healed (or happened,
@@ -1244,7 +1254,7 @@ func (c *chaosCheck) check(t *testing.T) string {
 	}
 	kills := c.kills()
 	lost := c.lostOutcomes()
-	wedged := c.wedges()
+	wedged, skippedRunning := c.wedges()
 	var races []string
 	codes := map[int]int{}
 	for _, r := range c.runs {
@@ -1350,7 +1360,7 @@ func (c *chaosCheck) check(t *testing.T) string {
 	fmt.Fprintf(&b, "| fencing token decreases | %d |\n", len(decreasing))
 	fmt.Fprintf(&b, "| spurious kills (123, lease valid, token kept, no lease-ending fault) | %d |\n", len(kills.spurious))
 	fmt.Fprintf(&b, "| lost outcomes (records without an end after the settle, runs without a record) | %d |\n", len(lost))
-	fmt.Fprintf(&b, "| wedges (--no-overlap skipped, no run of it anywhere) | %d |\n", len(wedged))
+	fmt.Fprintf(&b, "| wedges (--no-overlap skipped, no run of it anywhere) | %d of %d skips as still running |\n", len(wedged), skippedRunning)
 	fmt.Fprintf(&b, "| no leader (no active node > T + 1 s after a fault healed) | %d |\n", len(leaderless))
 	stray := "0"
 	if c.election != "" {

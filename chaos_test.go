@@ -1053,8 +1053,8 @@ func (c *chaosCheck) lostOutcomes() []string {
 		// An admission whose answer was lost: the job never ran, yet the
 		// record (and a --no-overlap marker) were made; status shows it
 		// running for ever.
-		if r := byKey[rec.Node+"/"+rec.base+"/"+rec.Slot]; r != nil && c.probes[r.key] == nil {
-			what += fmt.Sprintf(", the job never ran (hacron run exited %d)", r.code)
+		if r := byKey[rec.Node+"/"+rec.base+"/"+rec.Slot]; r != nil && r.code == exitUsage && c.probes[r.key] == nil {
+			what += ", the job never ran (hacron run exited 125)"
 		}
 		lost = append(lost, what)
 	}

@@ -937,10 +937,10 @@ func (c *chaosCheck) readLedger(t *testing.T, path string) {
 // faultAt is the fault in progress at mono time x, or else the last one
 // that began before it: what an event is attributed to.
 func (c *chaosCheck) faultAt(x int64) string {
-	kind := "(no fault yet)"
+	kind, latest := "(no fault yet)", int64(0)
 	for _, f := range c.faults {
-		if monoDeadline(f.at) <= x {
-			kind = f.kind
+		if at := monoDeadline(f.at); at <= x && at > latest {
+			kind, latest = f.kind, at
 		}
 	}
 	return kind
@@ -1421,4 +1421,160 @@ func (c *chaosCheck) check(t *testing.T) string {
 		t.Logf("exit 123 with the token kept, the lease not proven valid: %s", l)
 	}
 	return b.String()
+}
+
+// TestChaosVerdicts pins the checker's rules on made-up histories: what
+// fails a chaos run and, as much, what must not.
+func TestChaosVerdicts(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now().Add(-time.Minute)
+	m0 := monoDeadline(t0)
+	at := func(d time.Duration) int64 { return m0 + int64(d) }
+	dir := t.TempDir()
+	run := func(node, job, slot string, code int, from, to time.Duration, log string) *chaosRun {
+		r := &chaosRun{node: node, job: job, slot: slot, key: node + "/" + job + "/" + slot, code: code, start: at(from), end: at(to),
+			log: filepath.Join(dir, node+"-"+job+"-"+slot)}
+		if err := os.WriteFile(r.log, []byte(log), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	probe := func(r *chaosRun, token int64, from, to time.Duration, killed bool) *ledgerRun {
+		return &ledgerRun{node: r.node, job: r.job, slot: r.slot, key: r.key, token: token, start: at(from), end: at(to), killed: killed}
+	}
+	active := func(node string, token int64, sent, remaining time.Duration) chaosSample {
+		return chaosSample{node: node, sent: at(sent), recv: at(sent + 5*time.Millisecond), active: true, token: token, leaseEnd: at(sent + remaining)}
+	}
+	fault := func(kind, node string, from, healed time.Duration, leaseEnding bool) faultEvent {
+		f := faultEvent{kind: kind, node: node, at: t0.Add(from), leaseEnding: leaseEnding}
+		if healed > 0 {
+			f.healed = t0.Add(healed)
+		}
+		return f
+	}
+	killed := func(c *chaosCheck) killVerdicts {
+		c.probes = map[string]*ledgerRun{}
+		r := c.runs[0]
+		c.probes[r.key] = probe(r, 7, 10*time.Second+20*time.Millisecond, 12*time.Second, true)
+		return c.kills()
+	}
+	// A run killed with 123 at +12 s; the monitor saw token 7 with a lease
+	// to +12.9 s at +11.5 s, and token 7 again at +12.3 s.
+	lease := []chaosSample{active("node-a", 7, 11500*time.Millisecond, 1400*time.Millisecond), active("node-a", 7, 12300*time.Millisecond, time.Second)}
+	base := func() *chaosCheck {
+		return &chaosCheck{start: t0, runs: []*chaosRun{run("node-a", "long", "t10", exitLost, 10*time.Second, 12100*time.Millisecond, "")}, samples: lease}
+	}
+
+	if v := killed(base()); len(v.spurious) != 1 {
+		t.Errorf("123 with a valid lease and the token kept: %+v, want a spurious kill", v)
+	}
+	c := base()
+	c.faults = []faultEvent{fault("reset ZooKeeper connections", "node-a", 11900*time.Millisecond, 0, false), fault(deleteElectionNode, "node-b", 5*time.Second, 0, false)}
+	if v := killed(c); len(v.spurious) != 1 || v.spurious[0].fault != "reset ZooKeeper connections" {
+		t.Errorf("123 right after a reset: %+v, want a spurious kill during the reset", v)
+	}
+	c = base()
+	c.faults = []faultEvent{fault("blackhole ZooKeeper links", "node-a", 11*time.Second, 16*time.Second, true)}
+	if v := killed(c); len(v.spurious) != 0 || len(v.byFault) != 1 {
+		t.Errorf("123 inside a blackhole of the node: %+v, want explained by the fault", v)
+	}
+	c = base()
+	c.faults = []faultEvent{fault("no ZooKeeper quorum", "zk", 11*time.Second, 16*time.Second, true)}
+	if v := killed(c); len(v.spurious) != 0 || len(v.byFault) != 1 {
+		t.Errorf("123 without a quorum: %+v, want explained by the fault", v)
+	}
+	c = base()
+	c.faults = []faultEvent{fault("blackhole ZooKeeper links", "node-b", 11*time.Second, 16*time.Second, true)}
+	if v := killed(c); len(v.spurious) != 1 {
+		t.Errorf("123 while another node is blackholed: %+v, want a spurious kill", v)
+	}
+	c = base()
+	c.samples = []chaosSample{lease[0], active("node-a", 9, 12300*time.Millisecond, time.Second)}
+	if v := killed(c); len(v.spurious) != 0 || len(v.byNewToken) != 1 {
+		t.Errorf("123 and a new token afterwards: %+v, want explained by the new token", v)
+	}
+	c = base()
+	c.samples = []chaosSample{active("node-a", 7, 11*time.Second, 800*time.Millisecond), lease[1]}
+	if v := killed(c); len(v.spurious) != 0 || len(v.lapsed) != 1 {
+		t.Errorf("123 after the last lease seen ran out: %+v, want counted apart (the lease may have lapsed)", v)
+	}
+	c = base()
+	c.samples = []chaosSample{active("node-a", 7, 11980*time.Millisecond, time.Second), lease[1]}
+	if v := killed(c); len(v.spurious) != 0 {
+		t.Errorf("123 and a lease seen only as the kill happened: %+v, want no proof", v)
+	}
+
+	// --no-overlap: a run on node-a ends at +12 s; skips on node-b.
+	skipLog := `level=INFO msg=run status=ignore reason="` + skipRunning + `"`
+	wedge := func(skipAt time.Duration, faults ...faultEvent) []chaosEvent {
+		held := run("node-a", "nooverlap", "t10", 0, 10*time.Second, 12*time.Second, "")
+		skip := run("node-b", "nooverlap", "t13", chaosSkipExit, skipAt, skipAt+50*time.Millisecond, skipLog)
+		passive := run("node-c", "nooverlap", "t13", chaosSkipExit, skipAt, skipAt+50*time.Millisecond, `reason=passive`)
+		c := &chaosCheck{start: t0, jobs: []chaosJob{{name: "nooverlap", every: 1, opts: []string{"--no-overlap"}, maxMS: 1800}},
+			runs: []*chaosRun{held, skip, passive}, faults: faults}
+		c.probes = map[string]*ledgerRun{held.key: probe(held, 7, 10*time.Second, 11900*time.Millisecond, false)}
+		w, _ := c.wedges()
+		return w
+	}
+	if w := wedge(12500 * time.Millisecond); len(w) != 0 {
+		t.Errorf("skipped half a second after the run ended: %v, want no wedge", w)
+	}
+	if w := wedge(15 * time.Second); len(w) != 1 {
+		t.Errorf("skipped 3 s after the only run ended: %v, want a wedge", w)
+	}
+	if w := wedge(15*time.Second, fault("blackhole ZooKeeper links", "node-a", 11500*time.Millisecond, 13*time.Second, true)); len(w) != 0 {
+		t.Errorf("skipped while the marker's owner was still cut off: %v, want no wedge", w)
+	}
+	if w := wedge(25*time.Second, fault("blackhole ZooKeeper links", "node-a", 11500*time.Millisecond, 13*time.Second, true)); len(w) != 1 {
+		t.Errorf("skipped long after the fault healed: %v, want a wedge", w)
+	}
+
+	// No leader: a fault healed at +20 s.
+	f := fault("SIGKILL agent", "node-a", 15*time.Second, 20*time.Second, true)
+	c = &chaosCheck{start: t0, monitorEnd: at(40 * time.Second), samples: []chaosSample{active("node-b", 8, 19*time.Second, time.Second), active("node-b", 8, 22*time.Second, time.Second)}}
+	if _, late := c.noLeader(f); late {
+		t.Errorf("active 2 s after the fault healed: reported as no leader")
+	}
+	c.samples = []chaosSample{active("node-b", 8, 19*time.Second, time.Second), active("node-b", 8, 25*time.Second, time.Second)}
+	if gap, late := c.noLeader(f); !late || gap.Round(time.Millisecond) != 5*time.Second {
+		t.Errorf("active 5 s after the fault healed: gap %v, late %v; want 5s, late", gap, late)
+	}
+
+	// A daemonized probe alive after its wrapper exited; a SIGKILLed
+	// wrapper's probe goes on under the agent.
+	d := run("node-a", "daemon", "t1", 0, time.Second, 1100*time.Millisecond, "")
+	k := run("node-a", "long", "t1", 128+int(syscall.SIGKILL), time.Second, 1500*time.Millisecond, "")
+	c = &chaosCheck{start: t0, runs: []*chaosRun{d, k}, probes: map[string]*ledgerRun{
+		d.key: probe(d, 7, 1050*time.Millisecond, 4*time.Second, false),
+		k.key: probe(k, 7, 1050*time.Millisecond, 4*time.Second, false),
+	}}
+	if o := c.outlived(); len(o) != 1 || !strings.HasPrefix(o[0], d.key) {
+		t.Errorf("outlived: %v, want only %s", o, d.key)
+	}
+
+	// The old leader's run beside the new leader's, after an operator
+	// deleted its election node: bounded by its lease, not prevented.
+	c = &chaosCheck{start: t0, faults: []faultEvent{fault(deleteElectionNode, "node-a", 10*time.Second, 0, false)}}
+	old := &ledgerRun{node: "node-a", start: at(9 * time.Second)}
+	if !c.deletedUnder(old, at(10200*time.Millisecond)) || c.deletedUnder(old, at(13*time.Second)) {
+		t.Errorf("deletedUnder: want an overlap explained 200 ms after the delete, not 3 s after")
+	}
+
+	// Lost outcomes.
+	ran := run("node-a", "short", "t1", 0, time.Second, 2*time.Second, "")
+	unknown := run("node-a", "short", "t2", exitUsage, 2*time.Second, 3*time.Second, "")
+	norecord := run("node-b", "short", "t3", 0, 3*time.Second, 4*time.Second, "")
+	c = &chaosCheck{start: t0, runs: []*chaosRun{ran, unknown, norecord}}
+	c.probes = map[string]*ledgerRun{ran.key: probe(ran, 7, time.Second, 2*time.Second, false), norecord.key: probe(norecord, 8, 3*time.Second, 4*time.Second, false)}
+	c.all = []*ledgerRun{c.probes[ran.key], c.probes[norecord.key]}
+	recs := []chaosRecord{
+		{path: "/r/t1", base: "short", Job: "short", Node: "node-a", Slot: "t1", End: "x"},
+		{path: "/r/t2", base: "short", Job: "short", Node: "node-a", Slot: "t2"},
+	}
+	c.records = chaosRecords{byRun: map[string]chaosRecord{"short/t1": recs[0], "short/t2": recs[1]}, all: recs}
+	lost := c.lostOutcomes()
+	want := []string{"/r/t2 (node node-a): no end, the job never ran (hacron run exited 125)", "node-b/short/t3 ran (token 8) but has no record"}
+	if !slices.Equal(lost, want) {
+		t.Errorf("lost outcomes:\n got %q\nwant %q", lost, want)
+	}
 }

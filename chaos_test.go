@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -290,6 +291,11 @@ func TestIntegration_Chaos(t *testing.T) {
 	for _, n := range nodes {
 		mon.wg.Go(func() { mon.watch(n) })
 	}
+	beat := "/chaos-heartbeat-" + cluster
+	if _, err := zkc.Create(beat, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatalf("create %s: %v", beat, err)
+	}
+	mon.wg.Go(func() { mon.heartbeat(zkc, beat) })
 	t.Cleanup(mon.halt)
 
 	// The simulated cron: every tick, on every node, every job due.
@@ -399,7 +405,7 @@ func TestIntegration_Chaos(t *testing.T) {
 
 	c := &chaosCheck{
 		start: start, jobs: jobs, ticks: int(time.Duration(cronEnd-monoDeadline(start)) / *chaosTick),
-		runs: runs, samples: mon.samples, faults: faults, records: recs, election: election, monitorEnd: monoNow(),
+		runs: runs, samples: mon.samples, stalls: mon.stalls, faults: faults, records: recs, election: election, monitorEnd: monoNow(),
 	}
 	c.readLedger(t, ledger)
 	report := c.check(t)
@@ -525,9 +531,34 @@ type chaosSample struct {
 type chaosMonitor struct {
 	mu      sync.Mutex
 	samples []chaosSample
+	stalls  [][2]int64 // CLOCK_MONOTONIC intervals in which ZooKeeper took no write
 	stop    chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
+}
+
+// zkStall is how long a write may take before ZooKeeper counts as taking
+// none: no node can prove a lease (T/2) through it.
+const zkStall = time.Second
+
+// heartbeat writes to ZooKeeper straight (not through any proxy) every
+// chaosPoll and notes when it took no write within zkStall: on a loaded
+// machine the ensemble itself stalls, and no node can be active then.
+func (m *chaosMonitor) heartbeat(zkc *zk.Conn, path string) {
+	for {
+		sent := monoNow()
+		_, err := zkc.Set(path, nil, -1)
+		if done := monoNow(); err != nil || time.Duration(done-sent) > zkStall {
+			m.mu.Lock()
+			m.stalls = append(m.stalls, [2]int64{sent, done})
+			m.mu.Unlock()
+		}
+		select {
+		case <-m.stop:
+			return
+		case <-time.After(chaosPoll):
+		}
+	}
 }
 
 func (m *chaosMonitor) watch(n *chaosNode) {
@@ -888,6 +919,7 @@ type chaosCheck struct {
 	ticks      int
 	runs       []*chaosRun
 	samples    []chaosSample
+	stalls     [][2]int64 // chaosMonitor.stalls
 	faults     []faultEvent
 	records    chaosRecords
 	election   string // strayElectionNodes at the end
@@ -1148,13 +1180,15 @@ func (c *chaosCheck) wedges() (wedged []chaosEvent, skipped int) {
 }
 
 // noLeader is, for each fault, how long after it healed (or happened,
-// when instantaneous) the monitor first saw some node active, and whether
-// that broke the bound: no active node for longer than T + 1 s after a
-// fault healed, to the monitor's resolution (two polls). Contract: the
-// cluster never wedges.
-func (c *chaosCheck) noLeader(f faultEvent) (gap time.Duration, late bool) {
+// when instantaneous) the monitor first saw some node active, how much of
+// that ZooKeeper itself took no write (stalled), and whether the rest
+// broke the bound: no active node for longer than T + 1 s after a fault
+// healed, to the monitor's resolution (two polls). Contract: the cluster
+// never wedges. A ZooKeeper starved on a loaded machine is not hacron's
+// to answer for.
+func (c *chaosCheck) noLeader(f faultEvent) (gap, stalled time.Duration, late bool) {
 	if f.noQuorum {
-		return 0, false
+		return 0, 0, false
 	}
 	from := monoDeadline(f.end())
 	first := c.monitorEnd
@@ -1164,7 +1198,28 @@ func (c *chaosCheck) noLeader(f faultEvent) (gap time.Duration, late bool) {
 		}
 	}
 	gap = time.Duration(first - from)
-	return gap, gap > chaosTimeout+time.Second+2*chaosPoll
+	stalled = overlap(c.stalls, from, first)
+	return gap, stalled, gap-stalled > chaosTimeout+time.Second+2*chaosPoll
+}
+
+// overlap is how much of [from, to] the intervals cover.
+func overlap(intervals [][2]int64, from, to int64) time.Duration {
+	var clipped [][2]int64
+	for _, iv := range intervals {
+		if a, b := max(iv[0], from), min(iv[1], to); a < b {
+			clipped = append(clipped, [2]int64{a, b})
+		}
+	}
+	slices.SortFunc(clipped, func(x, y [2]int64) int { return cmp.Compare(x[0], y[0]) })
+	var total, end int64
+	for _, iv := range clipped {
+		if iv[1] <= end {
+			continue
+		}
+		total += iv[1] - max(iv[0], end)
+		end = iv[1]
+	}
+	return time.Duration(total)
 }
 
 // deletedUnder says whether an operator deleted the election node of a's
@@ -1303,16 +1358,20 @@ func (c *chaosCheck) check(t *testing.T) string {
 			kinds = append(kinds, fe.kind)
 		}
 		ks.count++
-		gap, late := c.noLeader(fe)
+		gap, stalled, late := c.noLeader(fe)
 		ks.longestActive = max(ks.longestActive, gap)
 		activeAfter := gap.Round(10 * time.Millisecond).String()
+		if stalled > 0 {
+			activeAfter += fmt.Sprintf(" (ZooKeeper stalled %v of it)", stalled.Round(10*time.Millisecond))
+		}
 		if fe.noQuorum {
 			activeAfter = "- (ZooKeeper had no quorum)"
 		}
 		if late {
 			ks.noLeader++
 			activeAfter += " (no leader)"
-			leaderless = append(leaderless, fmt.Sprintf("%s on %s at +%v: no active node for %v after it healed", fe.detail, fe.node, fe.at.Sub(c.start).Round(100*time.Millisecond), gap.Round(10*time.Millisecond)))
+			leaderless = append(leaderless, fmt.Sprintf("%s on %s at +%v: no active node for %v after it healed (ZooKeeper stalled %v of it)",
+				fe.detail, fe.node, fe.at.Sub(c.start).Round(100*time.Millisecond), gap.Round(10*time.Millisecond), stalled.Round(10*time.Millisecond)))
 		}
 		from := fe.at
 		if !fe.healed.IsZero() && fe.node == "zk" {
@@ -1555,12 +1614,17 @@ func TestChaosVerdicts(t *testing.T) {
 	// No leader: a fault healed at +20 s.
 	f := fault("SIGKILL agent", "node-a", 15*time.Second, 20*time.Second, true)
 	c = &chaosCheck{start: t0, monitorEnd: at(40 * time.Second), samples: []chaosSample{active("node-b", 8, 19*time.Second, time.Second), active("node-b", 8, 22*time.Second, time.Second)}}
-	if _, late := c.noLeader(f); late {
+	if _, _, late := c.noLeader(f); late {
 		t.Errorf("active 2 s after the fault healed: reported as no leader")
 	}
 	c.samples = []chaosSample{active("node-b", 8, 19*time.Second, time.Second), active("node-b", 8, 25*time.Second, time.Second)}
-	if gap, late := c.noLeader(f); !late || gap.Round(time.Millisecond) != 5*time.Second {
+	if gap, _, late := c.noLeader(f); !late || gap.Round(time.Millisecond) != 5*time.Second {
 		t.Errorf("active 5 s after the fault healed: gap %v, late %v; want 5s, late", gap, late)
+	}
+	// ZooKeeper took no write from +19 s to +21.5 s, and +22 s to +23 s.
+	c.stalls = [][2]int64{{at(19 * time.Second), at(21500 * time.Millisecond)}, {at(22 * time.Second), at(23 * time.Second)}, {at(22500 * time.Millisecond), at(22600 * time.Millisecond)}}
+	if _, stalled, late := c.noLeader(f); late || stalled.Round(time.Millisecond) != 2500*time.Millisecond {
+		t.Errorf("active 5 s after the fault healed, 2.5 s of it without ZooKeeper: stalled %v, late %v; want 2.5s, not late", stalled, late)
 	}
 
 	// A daemonized probe alive after its wrapper exited; a SIGKILLed

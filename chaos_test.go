@@ -392,13 +392,17 @@ func TestIntegration_Chaos(t *testing.T) {
 	}
 	var recs chaosRecords
 	var election string
-	settled := time.Now().Add(chaosSettle)
+	settled, limit := time.Now().Add(chaosSettle), time.Now().Add(time.Minute)
 	for {
 		recs = readChaosRecords(zkc, root)
 		election = strayElectionNodes(zkc, root, nodes)
 		done := recs.err == nil && len(recs.open()) == 0 && election == "" && !probesAlive(reg)
-		// The records must be read, however slow ZooKeeper is.
-		if done || (time.Now().After(settled) && recs.err == nil) || time.Now().After(settled.Add(time.Minute)) {
+		// A whole settle once ZooKeeper takes writes again, and the
+		// records must be read, however slow ZooKeeper is.
+		if stall := mon.lastStall(); stall != 0 {
+			settled = maxTime(settled, fromMono(stall).Add(chaosSettle))
+		}
+		if done || (time.Now().After(settled) && recs.err == nil) || time.Now().After(limit) {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -582,6 +586,24 @@ func (m *chaosMonitor) watch(n *chaosNode) {
 		case <-time.After(chaosPoll):
 		}
 	}
+}
+
+// lastStall is when ZooKeeper last took writes again after a stall (0:
+// never stalled).
+func (m *chaosMonitor) lastStall() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.stalls) == 0 {
+		return 0
+	}
+	return m.stalls[len(m.stalls)-1][1]
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (m *chaosMonitor) halt() {

@@ -1042,7 +1042,10 @@ type killVerdicts struct {
 	byFault, byNewToken, noToken []string
 }
 
-var startToken = regexp.MustCompile(`status=start\b.*\btoken=([0-9]+)`)
+var (
+	startToken  = regexp.MustCompile(`status=start\b.*\btoken=([0-9]+)`)
+	terminating = regexp.MustCompile(`msg="([^"]*terminating[^"]*)"`)
+)
 
 func (c *chaosCheck) kills() killVerdicts {
 	var v killVerdicts
@@ -1093,7 +1096,13 @@ func (c *chaosCheck) kills() killVerdicts {
 		case !kept:
 			v.byNewToken = append(v.byNewToken, desc)
 		case proven:
-			v.spurious = append(v.spurious, chaosEvent{fmt.Sprintf("%s killed at +%v", desc, c.since(killAt)), c.faultAt(killAt)})
+			// How the wrapper decided, as it logged it: a clue, not a
+			// criterion.
+			how := ""
+			if m := terminating.FindStringSubmatch(r.output()); m != nil {
+				how = " (" + m[1] + ")"
+			}
+			v.spurious = append(v.spurious, chaosEvent{fmt.Sprintf("%s killed at +%v%s", desc, c.since(killAt), how), c.faultAt(killAt)})
 		default:
 			v.lapsed = append(v.lapsed, chaosEvent{fmt.Sprintf("%s killed at +%v", desc, c.since(killAt)), c.faultAt(killAt)})
 		}

@@ -1029,9 +1029,11 @@ func (e chaosEvent) String() string { return e.what + " during " + e.fault }
 // although its node's lease did not end and its term went on: the node
 // was seen active with the run's fencing token after the kill (so no new
 // session and no new election node: no step-down, no expiry, no deleted
-// node), the monitor saw, before the kill, a lease of that token that
-// reached past the kill, and no fault that may end a lease (leaseEnding)
-// hit the node between the run's start and the kill. Contract: no job is
+// node), the leases the monitor saw of that token cover, without a gap,
+// the time from the job's start to the kill (each answer proves the lease
+// from when it was received to its end: a lease only grows within a
+// term), and no fault that may end a lease (leaseEnding) hit the node
+// between the run's start and the kill. Contract: no job is
 // ended by anything but its own exit, --timeout, a forwarded signal or
 // the end of its node's lease. A 123 with the token kept whose lease the
 // monitor could not prove valid (the lease may have lapsed: no quorum
@@ -1049,19 +1051,15 @@ var (
 
 func (c *chaosCheck) kills() killVerdicts {
 	var v killVerdicts
-	// Samples whose question was asked shortly before the kill cannot
-	// prove anything: the probe notes its SIGTERM a moment after hacron
-	// decided.
-	const decided = int64(50 * time.Millisecond)
 	for _, r := range c.runs {
 		if r.code != exitLost {
 			continue
 		}
 		desc := fmt.Sprintf("%s %s/%s", r.node, r.job, r.slot)
 		var token int64
-		killAt := r.end
+		ranFrom, killAt := r.start, r.end
 		if p := c.probes[r.key]; p != nil {
-			token = p.token
+			token, ranFrom = p.token, p.start
 			if p.killed {
 				killAt = p.end
 			}
@@ -1084,14 +1082,16 @@ func (c *chaosCheck) kills() killVerdicts {
 			v.byFault = append(v.byFault, desc+" ("+fault+")")
 			continue
 		}
-		kept, proven := false, false
+		kept := false
+		var valid [][2]int64
 		for _, s := range c.samples {
 			if s.node != r.node || !s.active || s.token != token {
 				continue
 			}
 			kept = kept || s.sent >= killAt
-			proven = proven || (s.recv <= killAt-decided && s.leaseEnd >= killAt)
+			valid = append(valid, [2]int64{s.recv, s.leaseEnd})
 		}
+		proven := covers(valid, ranFrom, killAt)
 		switch {
 		case !kept:
 			v.byNewToken = append(v.byNewToken, desc)
@@ -1108,6 +1108,19 @@ func (c *chaosCheck) kills() killVerdicts {
 		}
 	}
 	return v
+}
+
+// covers says whether the intervals, sorted by start, cover [from, to]
+// without a gap.
+func covers(intervals [][2]int64, from, to int64) bool {
+	reached := from
+	for _, iv := range intervals {
+		if iv[0] > reached {
+			break
+		}
+		reached = max(reached, iv[1])
+	}
+	return reached >= to
 }
 
 func (c *chaosCheck) since(mono int64) time.Duration {
@@ -1585,9 +1598,11 @@ func TestChaosVerdicts(t *testing.T) {
 		c.probes[r.key] = probe(r, 7, 10*time.Second+20*time.Millisecond, 12*time.Second, true)
 		return c.kills()
 	}
-	// A run killed with 123 at +12 s; the monitor saw token 7 with a lease
-	// to +12.9 s at +11.5 s, and token 7 again at +12.3 s.
-	lease := []chaosSample{active("node-a", 7, 11500*time.Millisecond, 1400*time.Millisecond), active("node-a", 7, 12300*time.Millisecond, time.Second)}
+	// A run started at +10 s and killed with 123 at +12 s; the monitor saw
+	// token 7 with leases to +11.6 s (asked at +9.9 s) and to +12.9 s (at
+	// +11.5 s), and token 7 again at +12.3 s.
+	lease := []chaosSample{active("node-a", 7, 9900*time.Millisecond, 1700*time.Millisecond), active("node-a", 7, 11500*time.Millisecond, 1400*time.Millisecond),
+		active("node-a", 7, 12300*time.Millisecond, time.Second)}
 	base := func() *chaosCheck {
 		return &chaosCheck{start: t0, runs: []*chaosRun{run("node-a", "long", "t10", exitLost, 10*time.Second, 12100*time.Millisecond, "")}, samples: lease}
 	}
@@ -1616,19 +1631,19 @@ func TestChaosVerdicts(t *testing.T) {
 		t.Errorf("123 while another node is blackholed: %+v, want a spurious kill", v)
 	}
 	c = base()
-	c.samples = []chaosSample{lease[0], active("node-a", 9, 12300*time.Millisecond, time.Second)}
+	c.samples = []chaosSample{lease[0], lease[1], active("node-a", 9, 12300*time.Millisecond, time.Second)}
 	if v := killed(c); len(v.spurious) != 0 || len(v.byNewToken) != 1 {
 		t.Errorf("123 and a new token afterwards: %+v, want explained by the new token", v)
 	}
 	c = base()
-	c.samples = []chaosSample{active("node-a", 7, 11*time.Second, 800*time.Millisecond), lease[1]}
+	c.samples = []chaosSample{active("node-a", 7, 9900*time.Millisecond, 800*time.Millisecond), lease[1], lease[2]}
 	if v := killed(c); len(v.spurious) != 0 || len(v.lapsed) != 1 {
-		t.Errorf("123 after the last lease seen ran out: %+v, want counted apart (the lease may have lapsed)", v)
+		t.Errorf("123 after a lease that ran out and was renewed: %+v, want counted apart (the lease may have lapsed)", v)
 	}
 	c = base()
-	c.samples = []chaosSample{active("node-a", 7, 11980*time.Millisecond, time.Second), lease[1]}
-	if v := killed(c); len(v.spurious) != 0 {
-		t.Errorf("123 and a lease seen only as the kill happened: %+v, want no proof", v)
+	c.samples = []chaosSample{lease[0], active("node-a", 7, 11400*time.Millisecond, 500*time.Millisecond), lease[2]}
+	if v := killed(c); len(v.spurious) != 0 || len(v.lapsed) != 1 {
+		t.Errorf("123 after the last lease seen ran out: %+v, want counted apart (the lease may have lapsed)", v)
 	}
 
 	// --no-overlap: a run on node-a ends at +12 s; skips on node-b.

@@ -859,14 +859,12 @@ func strayElectionNodes(zkc *zk.Conn, root string, nodes []*chaosNode) string {
 
 // chaosRecord is a run record as documented: the fields the checker needs.
 type chaosRecord struct {
-	path     string
-	base     string // the job's name without a user's prefix
-	Job      string `json:"job"`
-	Node     string `json:"node"`
-	Slot     string `json:"slot"`
-	End      string `json:"end"`
-	Result   string `json:"result"`
-	ExitCode *int   `json:"exit_code"`
+	path string
+	base string // the job's name without a user's prefix
+	Job  string `json:"job"`
+	Node string `json:"node"`
+	Slot string `json:"slot"`
+	End  string `json:"end"`
 }
 
 type chaosRecords struct {

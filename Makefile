@@ -89,11 +89,13 @@ FUZZTIME ?= 2m
 fuzz:
 	for t in $(FUZZTARGETS); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) . || exit 1; done
 
-# The fault-injection suite: CHAOS=10m by default, SEED=n replays a run.
-CHAOS ?= 10m
-SEED  ?= 0
+# The fault-injection suite: CHAOS=10m by default, SEED=n replays a run,
+# CHAOSFLAGS passes more (-hacron.daemon=false: without the daemonizing job).
+CHAOS      ?= 10m
+SEED       ?= 0
+CHAOSFLAGS ?=
 chaos: zookeeper
-	$(GO) test -count=1 -run 'TestIntegration_Chaos$$' -v -timeout 0 . -args -hacron.chaos=$(CHAOS) -hacron.seed=$(SEED)
+	$(GO) test -count=1 -run 'TestIntegration_Chaos$$' -v -timeout 0 . -args -hacron.chaos=$(CHAOS) -hacron.seed=$(SEED) $(CHAOSFLAGS)
 
 # The figures users compare with: a markdown table and the machine.
 bench: zookeeper

@@ -127,18 +127,14 @@ func TestIntegration_ResetEndsNoJob(t *testing.T) {
 	})
 }
 
-// electionNodes lists the hacron candidates under parent.
-func electionNodes(t testing.TB, conn *zk.Conn, parent string) []string {
+// mustElectionNodes lists the hacron candidates under parent.
+func mustElectionNodes(t testing.TB, conn *zk.Conn, parent string) []string {
 	t.Helper()
-	kids, _, err := conn.Children(parent)
+	nodes, err := electionNodes(conn, parent)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, c := range parseCandidates(kids, nil) {
-		out = append(out, c.name)
-	}
-	return out
+	return nodes
 }
 
 // A gone-notice about an earlier term's node must not end a later term.
@@ -164,7 +160,7 @@ func TestIntegration_StaleGoneNoticeIgnored(t *testing.T) {
 	if st := a.el.Status(); !st.active(time.Now()) || st.Node != second.Node || st.Token != second.Token {
 		t.Errorf("a stale notice ended the term: %s, node %s (was %s)", st.why(), st.Node, second.Node)
 	}
-	if nodes := electionNodes(t, conn, parent); len(nodes) != 1 {
+	if nodes := mustElectionNodes(t, conn, parent); len(nodes) != 1 {
 		t.Errorf("%d election nodes for one candidate: %v", len(nodes), nodes)
 	}
 }
@@ -203,7 +199,7 @@ func TestIntegration_CreateOnNextSessionNoWedge(t *testing.T) {
 	}
 	conn := rawConn(t, zkS.ConnectString())
 	time.Sleep(time.Second)
-	if nodes := electionNodes(t, conn, parent); len(nodes) != 1 {
+	if nodes := mustElectionNodes(t, conn, parent); len(nodes) != 1 {
 		t.Errorf("%d election nodes for one live candidate: %v", len(nodes), nodes)
 	}
 	// And a second candidate can still take over.
@@ -235,7 +231,7 @@ func TestIntegration_OperatorDeletesLeaderNode(t *testing.T) {
 		return a.el.Status().Node != "" && b.el.Status().Node != ""
 	})
 	time.Sleep(500 * time.Millisecond)
-	if nodes := electionNodes(t, conn, parent); len(nodes) != 2 {
+	if nodes := mustElectionNodes(t, conn, parent); len(nodes) != 2 {
 		t.Errorf("%d election nodes for two live candidates: %v", len(nodes), nodes)
 	}
 	assertNoOverlap(t, a, b)

@@ -95,7 +95,7 @@ func loadConfig(path string, named bool) (*config, error) {
 		}
 		return nil, &configError{fmt.Errorf("config: %w", err)}
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read: closing it loses nothing
 	if err := c.parse(f); err != nil {
 		return nil, &configError{err}
 	}

@@ -36,7 +36,9 @@ func parseWithConfig(t *testing.T, text, lower string, args ...string) (*cli, er
 // unsetenv removes a variable for the test (t.Setenv restores it after).
 func unsetenv(t *testing.T, name string) {
 	t.Setenv(name, "")
-	os.Unsetenv(name)
+	if err := os.Unsetenv(name); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestConfigBooleans(t *testing.T) {

@@ -22,7 +22,6 @@ import (
 type (
 	zkEnsemble = zktest.Ensemble
 	faultProxy = zktest.Proxy
-	proxyMode  = zktest.Mode
 	proxyGroup = zktest.ProxyGroup
 )
 

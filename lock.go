@@ -601,7 +601,7 @@ func (t *term) remove(ctx context.Context, path string) error {
 // classify maps go-zk errors that mean "this session is over".
 func (t *term) classify(err error) error {
 	if errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrClosing) {
-		return fmt.Errorf("%w: %v", errSessionLost, err)
+		return fmt.Errorf("%w: %w", errSessionLost, err)
 	}
 	return err
 }
@@ -653,7 +653,7 @@ func parseCandidate(name string) (candidate, bool) {
 	}
 	guid, digits := name[3:35], name[38:]
 	for _, c := range guid {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return candidate{}, false
 		}
 	}

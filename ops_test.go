@@ -229,7 +229,9 @@ func TestStatePassiveScript(t *testing.T) {
 	}
 	// A state file whose directory is gone: a failure, and no debris.
 	conf := filepath.Join(t.TempDir(), "hacron.conf")
-	os.WriteFile(conf, []byte("state_file = /nonexistent/hacron/state\n"), 0o644)
+	if err := os.WriteFile(conf, []byte("state_file = /nonexistent/hacron/state\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(helper)
 	cmd.Env = append(os.Environ(), "HACRON_CONFIG="+conf)
 	if err := cmd.Run(); err == nil {
@@ -276,8 +278,11 @@ func TestMakeInstall(t *testing.T) {
 	}
 
 	edited := []byte("# edited by the admin\n")
-	os.WriteFile(unitPath, edited, 0o644)
-	os.WriteFile(confPath, edited, 0o644)
+	for _, p := range []string{unitPath, confPath} {
+		if err := os.WriteFile(p, edited, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out := install()
 	for _, p := range []string{unitPath, confPath} {
 		if b, _ := os.ReadFile(p); string(b) != string(edited) {

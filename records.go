@@ -95,7 +95,7 @@ func defaultSlot(now time.Time) string {
 func validSlot(s string) error {
 	if s == "" || len(s) > 128 || s == "." || s == ".." || s == "running" ||
 		strings.ContainsAny(s, "/\x00") || strings.HasPrefix(s, "r-") {
-		return fmt.Errorf("bad slot %q: 1-128 characters, no /, not . .. running or r-...", s)
+		return fmt.Errorf("bad slot %q: 1-128 characters, no /, not . .. or running, not starting with r-", s)
 	}
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {

@@ -124,7 +124,8 @@ func TestSlots(t *testing.T) {
 }
 
 func TestHintsAndErrorLines(t *testing.T) {
-	err := withExit(124, withHint(errors.New("outer: inner."), "first; with a semicolon", "second"))
+	// error-strings: the trailing period is what printError must drop.
+	err := withExit(124, withHint(errors.New("outer: inner."), "first; with a semicolon", "second")) //nolint:revive
 	if got := hintsOf(err); len(got) != 2 || got[0] != "first; with a semicolon" {
 		t.Errorf("hints %q", got)
 	}

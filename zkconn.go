@@ -301,7 +301,7 @@ func (c *zkClient) open() error {
 		// Queued ahead of any other request; go-zk re-sends it on every
 		// reconnect by itself.
 		go func() {
-			if err := conn.AddAuth("digest", c.auth); err != nil && err != zk.ErrClosing && err != zk.ErrConnectionClosed {
+			if err := conn.AddAuth("digest", c.auth); err != nil && !errors.Is(err, zk.ErrClosing) && !errors.Is(err, zk.ErrConnectionClosed) {
 				c.log.Error("zk auth failed", "err", err)
 			}
 		}()

@@ -26,7 +26,7 @@ import (
 // rates.
 const Fraction = 0.5
 
-// RenewDivisor: the lease is renewed every T/5, so two renewals in a row
+// RenewDivisor sets the renewal period to T/5, so two renewals in a row
 // can be lost before the lease (T/2) lapses.
 const RenewDivisor = 5
 
@@ -97,14 +97,14 @@ func KillGrace(T, asked time.Duration, explicit bool) (time.Duration, error) {
 type Result int
 
 const (
-	// Renewed: the write passed the server's session check.
+	// Renewed means the write passed the server's session check.
 	Renewed Result = iota
-	// Unknown: no reply in time, or the connection dropped; the write may
-	// or may not have been applied. The lease is not extended.
+	// Unknown means no reply came in time, or the connection dropped; the
+	// write may or may not have been applied. The lease is not extended.
 	Unknown
-	// NodeGone: our election node no longer exists.
+	// NodeGone means our election node no longer exists.
 	NodeGone
-	// SessionGone: the session expired, or the reply came on another one.
+	// SessionGone means the session expired, or the reply came on another one.
 	SessionGone
 )
 
@@ -112,12 +112,12 @@ const (
 type Outcome int
 
 const (
-	// Unchanged: the deadline stays (an unknown result, or an older write
+	// Unchanged means the deadline stays (an unknown result, or an older write
 	// than one already counted).
 	Unchanged Outcome = iota
-	// Extended: the deadline moved later.
+	// Extended means the deadline moved later.
 	Extended
-	// Lost: leadership is over now, whatever the deadline says.
+	// Lost means leadership is over now, whatever the deadline says.
 	Lost
 )
 
@@ -125,12 +125,12 @@ const (
 type Standing int
 
 const (
-	// Active: connected and within the lease: admit jobs, let them run.
+	// Active means connected and within the lease: admit jobs, let them run.
 	Active Standing = iota
-	// Suspended: within the lease, but not connected (or not proven since
+	// Suspended means within the lease, but not connected (or not proven since
 	// it reconnected): admit nothing, let running jobs run to the deadline.
 	Suspended
-	// Lapsed: past the deadline: every job must end now.
+	// Lapsed means past the deadline: every job must end now.
 	Lapsed
 )
 

@@ -77,7 +77,8 @@ func TestLeaseLifecycle(t *testing.T) {
 	if got := l.At(t0); got != Lapsed {
 		t.Fatalf("a new lease is %v, want lapsed (nothing proven)", got)
 	}
-	if !l.Begin() || !l.Begin() || l.Begin() {
+	// Three calls, each with its effect: the third must be refused.
+	if first, second, third := l.Begin(), l.Begin(), l.Begin(); !first || !second || third {
 		t.Fatalf("in-flight renewals are bounded by %d", MaxInflight)
 	}
 	// The deadline runs from the send time, not the reply's arrival.

@@ -61,10 +61,16 @@ import (
 )
 
 const (
-	Version    = 1
+	// Version is the protocol version every message carries in "v"; a
+	// peer that sends another is refused rather than half understood.
+	Version = 1
+	// MaxMessage bounds one message line in bytes, so a peer cannot make
+	// the agent buffer without limit.
 	MaxMessage = 64 << 10
 )
 
+// Request is a client's message. Op names the request and decides which
+// other fields it uses (see the package comment); the rest stay empty.
 type Request struct {
 	V            int      `json:"v"`
 	Op           string   `json:"op"`
@@ -83,11 +89,13 @@ type Request struct {
 	Result       string   `json:"result,omitempty"`
 }
 
+// Reply is the agent's message: an answer to a Request (Error, Skip, OK,
+// Admitted or State), or, while a job runs, a new deadline or a Lost.
 type Reply struct {
 	V            int        `json:"v"`
 	Error        string     `json:"error,omitempty"`
 	Hint         string     `json:"hint,omitempty"`  // version 1's hints joined by "; "; read, never sent
-	Hints        []string   `json:"hints,omitempty"` // one per line`
+	Hints        []string   `json:"hints,omitempty"` // one per line
 	Code         int        `json:"code,omitempty"`
 	OK           bool       `json:"ok,omitempty"`
 	Note         string     `json:"note,omitempty"` // something the operator should read (resign)
@@ -118,6 +126,8 @@ type StateInfo struct {
 	LeaseRemainingMS int64  `json:"lease_remaining_ms"`
 }
 
+// ErrTooLong is Read's error for a line over MaxMessage: the rest of the
+// line cannot be told from the next message, so the connection ends.
 var ErrTooLong = errors.New("message too long")
 
 // Read reads one line of JSON into v. Unknown fields are refused, so a

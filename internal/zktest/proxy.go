@@ -10,8 +10,11 @@ import (
 	"time"
 )
 
+// Mode is what a Proxy does with the bytes it is handed.
 type Mode int
 
+// The modes: a working link and the two ways a real network fails a
+// ZooKeeper client without closing anything.
 const (
 	Pass        Mode = iota // forward bytes both ways
 	Blackhole               // read and drop everything, close nothing: a hard partition
@@ -74,6 +77,8 @@ func (c *proxyConn) close(rst bool) {
 	})
 }
 
+// NewProxy listens on a free loopback port and forwards to target in Pass
+// mode; it stops, closing every connection, when the test ends.
 func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -92,10 +97,15 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	return p
 }
 
+// Addr is the address for clients to dial instead of the target's.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
+// Mode is the mode the proxy is in.
 func (p *Proxy) Mode() Mode { return Mode(p.mode.Load()) }
 
+// SetMode switches the mode for open and new connections alike; a close
+// held back while its direction dropped bytes is passed on once it no
+// longer does.
 func (p *Proxy) SetMode(m Mode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -241,14 +251,18 @@ func ProxyEnsemble(t testing.TB, e *Ensemble) ([]*Proxy, string) {
 	return ps, strings.Join(addrs, ",")
 }
 
+// ProxyGroup is the proxies in front of every server of an ensemble,
+// faulted together: the client cut off from the whole cluster.
 type ProxyGroup []*Proxy
 
+// SetMode sets m on every proxy of the group.
 func (g ProxyGroup) SetMode(m Mode) {
 	for _, p := range g {
 		p.SetMode(m)
 	}
 }
 
+// Reset resets every proxy of the group (see Proxy.Reset).
 func (g ProxyGroup) Reset() {
 	for _, p := range g {
 		p.Reset()

@@ -66,8 +66,11 @@ type options struct {
 	classPath         []string
 }
 
+// Option changes how NewEnsemble configures and starts its servers.
 type Option func(*options)
 
+// WithMaxSessionTimeout sets maxSessionTimeout, the longest session
+// timeout the servers grant whatever a client asks for.
 func WithMaxSessionTimeout(d time.Duration) Option {
 	return func(o *options) { o.maxSessionTimeout = d }
 }
@@ -95,6 +98,8 @@ func WithClassPath(jars ...string) Option {
 	return func(o *options) { o.classPath = append(o.classPath, jars...) }
 }
 
+// Server is one ZooKeeper server of an Ensemble: its ports and files, and
+// the JVM currently running it (a restart keeps the ports and data).
 type Server struct {
 	ID           int // myid, 1-based; Servers[i].ID == i+1
 	ClientPort   int
@@ -121,10 +126,13 @@ type zkProc struct {
 	err  error         // cmd.Wait's result, valid after done
 }
 
+// Addr is the server's client address on loopback.
 func (s *Server) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.ClientPort))
 }
 
+// Ensemble is ZooKeeper servers started together, standalone (one) or as a
+// quorum, in one directory; Close stops them all.
 type Ensemble struct {
 	Servers []*Server
 	Dir     string
@@ -302,11 +310,14 @@ func (s *Server) start() error {
 	cmd.Stdout, cmd.Stderr = pw, pw
 	s.bindFailed.Store(false)
 	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
+		// Nothing was written to the pipe; only the descriptors go.
+		_ = pr.Close()
+		_ = pw.Close()
 		return fmt.Errorf("zk%d: starting java: %w", s.ID, err)
 	}
-	pw.Close()
+	// The JVM holds its own copy of the write end; closing ours lets the
+	// reader see EOF when the JVM exits, and loses nothing.
+	_ = pw.Close()
 
 	p := &zkProc{cmd: cmd, done: make(chan struct{})}
 	s.proc = p
@@ -320,7 +331,7 @@ func (s *Server) start() error {
 		// Waiting for the drain means no log line arrives after Close returns,
 		// when logf may belong to a finished test.
 		<-drained
-		pr.Close()
+		_ = pr.Close() // read to EOF already
 		e.logf("zk%d: process exited: %v", s.ID, p.err)
 		close(p.done)
 	}()
@@ -424,6 +435,7 @@ func (e *Ensemble) Close() {
 	wg.Wait()
 }
 
+// Addrs lists the servers' client addresses, in the order of Servers.
 func (e *Ensemble) Addrs() []string {
 	addrs := make([]string, len(e.Servers))
 	for i, s := range e.Servers {
@@ -432,6 +444,7 @@ func (e *Ensemble) Addrs() []string {
 	return addrs
 }
 
+// ConnectString is a client connect string naming every server.
 func (e *Ensemble) ConnectString() string {
 	return strings.Join(e.Addrs(), ",")
 }
@@ -527,11 +540,17 @@ func (e *Ensemble) waitServing(ss []*Server, needLeader bool, timeout time.Durat
 				return fmt.Errorf("zk%d could not bind a port; last log lines:\n%s", s.ID, s.tail())
 			}
 			if p := s.current(); p == nil || p.exited() {
-				var exitErr error
-				if p != nil {
-					exitErr = p.err
+				// The exit status is for the person reading a failed test;
+				// nothing matches on it.
+				status := "not running"
+				switch {
+				case p == nil:
+				case p.err == nil:
+					status = "exit status 0"
+				default:
+					status = p.err.Error()
 				}
-				return fmt.Errorf("zk%d exited while waiting for it to serve (%v); last log lines:\n%s", s.ID, exitErr, s.tail())
+				return fmt.Errorf("zk%d exited while waiting for it to serve (%s); last log lines:\n%s", s.ID, status, s.tail())
 			}
 			out, err := FourLetter(s.Addr(), "ruok", time.Second)
 			if err != nil || out != "imok" {
@@ -603,6 +622,8 @@ func SrvrMode(addr string) (string, error) {
 	return "", fmt.Errorf("srvr: %q", strings.TrimSpace(out))
 }
 
+// IsLeaderMode reports whether a SrvrMode answer means the server leads:
+// a quorum's leader, or a standalone server.
 func IsLeaderMode(mode string) bool {
 	return mode == "leader" || mode == "standalone"
 }
@@ -685,7 +706,9 @@ func CloseShared() {
 		shared.ens.Close()
 	}
 	if shared.dir != "" {
-		os.RemoveAll(shared.dir)
+		// After the last test there is no test left to fail; a leftover
+		// temporary directory harms no later run.
+		_ = os.RemoveAll(shared.dir)
 	}
 }
 

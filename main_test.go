@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"hacron/internal/contain"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/script")
@@ -27,8 +29,20 @@ func TestMain(m *testing.M) {
 
 // hacronMain is main with the test seams, set only here: HACRON_TEST_NOW
 // starts a run "late" without sleeping; HACRON_TEST_SYSLOG sends syslog to
-// a socket the test listens on.
+// a socket the test listens on; HACRON_TEST_CONTAINMENT forces a kind of
+// containment (cgroup1, cgroup2, pgroup); HACRON_TEST_RESIGN_LIMIT
+// shortens resign's wait for the agent's answer.
 func hacronMain() {
+	if v := os.Getenv("HACRON_TEST_CONTAINMENT"); v != "" {
+		detectContainment = func() *contain.Hierarchy { return forcedContainment(contain.Kind(v)) }
+	}
+	if v := os.Getenv("HACRON_TEST_RESIGN_LIMIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			panic(err)
+		}
+		resignAnswerLimit = d
+	}
 	if v := os.Getenv("HACRON_TEST_NOW"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {

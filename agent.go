@@ -298,6 +298,16 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 	<-enfDone
 	stopState()
 	<-stateDone
+	// Every run is over unless one would not end: its cgroup then keeps
+	// the scope for the next agent.
+	a.mu.Lock()
+	left := len(a.runs)
+	a.mu.Unlock()
+	if left == 0 {
+		if err := hier.RemoveScope(scope); err != nil {
+			log.Warn("cgroup scope", "err", err)
+		}
+	}
 	if err := a.writeStateFile("passive"); err != nil {
 		log.Warn("state file", "err", err)
 	}

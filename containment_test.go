@@ -523,3 +523,28 @@ func TestIntegration_RecycledPidNotSignalled(t *testing.T) {
 		t.Errorf("the agent tried to terminate a run that was over:\n%s", a.errText())
 	}
 }
+
+// removeTestScopes removes the cgroup scopes this test binary's clusters
+// left empty (agents that were SIGKILLed, direct runs: their scopes stay
+// for the next run, which in a test never comes). Cluster names carry the
+// test binary's pid.
+func removeTestScopes() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	mark := fmt.Sprintf("-%d-", os.Getpid())
+	for _, k := range []contain.Kind{contain.Cgroup2, contain.Cgroup1} {
+		h, err := contain.Probe(k)
+		if err != nil {
+			continue
+		}
+		for _, mode := range []string{"agent", "direct"} {
+			ents, _ := os.ReadDir(filepath.Join(h.Base(), "hacron", mode))
+			for _, e := range ents {
+				if e.IsDir() && strings.Contains(e.Name(), mark) {
+					h.RemoveScope(mode + "/" + e.Name())
+				}
+			}
+		}
+	}
+}

@@ -62,6 +62,7 @@ type cleanup struct{ m *testing.M }
 
 func (c cleanup) Run() int {
 	code := c.m.Run()
+	removeTestScopes()
 	if shared.ens != nil {
 		shared.ens.Close()
 	}

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"hacron/internal/contain"
 	"hacron/internal/lease"
 	"hacron/internal/wire"
 )
@@ -155,6 +156,11 @@ func TestIntegration_Chaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A job that daemonizes (double fork + setsid) leaves its process
+	// group: only a cgroup ends it with its run, so it joins the mix where
+	// the agents have one.
+	daemonJob := os.Geteuid() == 0 && detectContainment().Kind != contain.PGroup
+	t.Logf("chaos: daemonizing job in the mix: %v (root with a writable cgroup hierarchy)", daemonJob)
 	for _, n := range nodes {
 		cronWG.Add(1)
 		go func() {
@@ -173,6 +179,23 @@ func TestIntegration_Chaos(t *testing.T) {
 				for j := range chaosJobs {
 					r := startProc(t, "run", n.env, "run", "--socket", n.sock, "--name", fmt.Sprintf("job%d", j), "--slot", slot,
 						"--kill-grace", "500ms", "--", probe, ledger, reg)
+					n.mu.Lock()
+					n.runs[r] = true
+					n.mu.Unlock()
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-r.done
+						n.mu.Lock()
+						delete(n.runs, r)
+						n.mu.Unlock()
+					}()
+				}
+				if daemonJob {
+					// The probe, daemonized, outlives the job's main
+					// process; the run ends it (SIGTERM) or it ends first.
+					r := startProc(t, "run", n.env, "run", "--socket", n.sock, "--name", "daemon", "--slot", slot,
+						"--kill-grace", "500ms", "--", "sh", "-c", `(setsid "$0" "$1" "$2" &); sleep 0.2`, probe, ledger, reg)
 					n.mu.Lock()
 					n.runs[r] = true
 					n.mu.Unlock()

@@ -253,6 +253,16 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 		}
 	}
 
+	// The records of the runs ended above are completed before the
+	// election too, unless ZooKeeper takes longer than T to answer: then
+	// in the background.
+	pctx, cancel := context.WithTimeout(life, zc.cfg.SessionTimeout)
+	previous = a.completePrevious(pctx, previous)
+	cancel()
+	if len(previous) > 0 {
+		go a.completePrevious(life, previous)
+	}
+
 	elCtx, stopElection := context.WithCancel(context.Background())
 	elDone := make(chan struct{})
 	go func() {
@@ -274,7 +284,6 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, opts *agentCmd)
 		a.enforce(enfCtx)
 	}()
 	go a.completeLeftoversPerTerm(life)
-	go a.completePrevious(life, previous)
 	go a.accept(ln)
 	log.Info("agent started", "cluster", g.Cluster, "node", g.Node, "socket", g.Socket, "version", version)
 	// systemd (Type=notify): ready now; without NOTIFY_SOCKET a no-op.
@@ -1001,19 +1010,20 @@ func (a *agent) enforceRun(r *admittedRun, now time.Time, st standing, revoked b
 }
 
 // completePrevious completes, as unknown, the records of the runs a
-// previous agent of this node left (ended before this agent joined the
+// previous agent of this node left (ended before this agent joins the
 // election), then lets go of their run-state files. Retried until
-// ZooKeeper answers or the agent stops; a file left then is read again by
-// the next agent.
-func (a *agent) completePrevious(ctx context.Context, states []contain.RunState) {
-	for _, s := range states {
+// ZooKeeper answers or ctx ends; it returns the runs not done by then (a
+// file left when the agent stops is read again by the next agent).
+func (a *agent) completePrevious(ctx context.Context, states []contain.RunState) []contain.RunState {
+	for i, s := range states {
 		if s.Record != "" && !a.completeUnknown(ctx, s.Record) {
-			return
+			return states[i:]
 		}
 		if err := contain.RemoveState(a.stateDir, s.ID); err != nil {
 			a.log.Warn("run state", "err", err)
 		}
 	}
+	return nil
 }
 
 // completeUnknown completes record as unknown unless it has an end or does

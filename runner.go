@@ -223,8 +223,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	}
 
 	start := time.Now()
-	log.Info("run", "cluster", g.Cluster, "state", "active", "status", "start", "job", job, "slot", gr.slot, "token", gr.token,
-		"containment", run.Containment(), "cmd", joinArgs(r.Command))
+	log.Info("run", "cluster", g.Cluster, "state", "active", "status", "start", "job", job, "slot", gr.slot, "token", gr.token, "cmd", joinArgs(r.Command))
 	// Checked only now: a passive node skips a broken crontab line as
 	// silently as a good one; on the active node the run fails like a shell.
 	if err := execError(r.Command[0]); err != nil {
@@ -265,7 +264,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 
 	// supervise returns once nothing of the run is left: the report (in
 	// direct mode, the job lock's release) comes after.
-	code, result, ended := s.supervise(shimDone, gr.news)
+	code, result := s.supervise(shimDone, gr.news)
 	if err := run.Remove(); err != nil {
 		log.Warn("the cgroup of the run", "err", err)
 	}
@@ -277,7 +276,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		status = "fail"
 	}
 	log.Info("run", "cluster", g.Cluster, "state", "active", "status", status, "dur", fmt.Sprintf("%.3f", time.Since(start).Seconds()),
-		"job", job, "slot", gr.slot, "token", gr.token, "exit_code", code, "result", result, "leftovers", ended, "cmd", joinArgs(r.Command))
+		"job", job, "slot", gr.slot, "token", gr.token, "exit_code", code, "result", result, "cmd", joinArgs(r.Command))
 	return silentExit(code)
 }
 
@@ -362,9 +361,9 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 
 // supervise waits on exactly three things (the job's exit, the end of the
 // lease or the timeout, signals to forward); once the job's main process
-// has exited it ends what is left of the run. It returns the exit code,
-// the run's result and how many processes were left to end.
-func (s *supervisor) supervise(done <-chan syscall.WaitStatus, news <-chan leaseNews) (int, string, int) {
+// has exited it ends what is left of the run. It returns the exit code and
+// the run's result.
+func (s *supervisor) supervise(done <-chan syscall.WaitStatus, news <-chan leaseNews) (int, string) {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
@@ -391,9 +390,8 @@ func (s *supervisor) supervise(done <-chan syscall.WaitStatus, news <-chan lease
 	for {
 		select {
 		case ws := <-done:
-			ended := s.endRest(killAt, why != "")
-			code, result := s.exitCode(ws, why)
-			return code, result, ended
+			s.endRest(killAt, why != "")
+			return s.exitCode(ws, why)
 		case n, ok := <-news:
 			if !ok {
 				// Nobody can renew the lease any more (the agent is
@@ -434,12 +432,10 @@ func (s *supervisor) supervise(done <-chan syscall.WaitStatus, news <-chan lease
 // exited, so that nothing of it outlives the report (and, in direct mode,
 // the job lock): SIGTERM, the grace, SIGKILL. A run hacron was already
 // terminating gets the rest of its grace (killAt; nil once SIGKILL was
-// sent). It returns how many processes were left.
-func (s *supervisor) endRest(killAt <-chan time.Time, terminating bool) int {
-	var n int
+// sent).
+func (s *supervisor) endRest(killAt <-chan time.Time, terminating bool) {
 	var err error
 	if terminating {
-		n = len(s.run.Procs())
 		tick := time.NewTicker(5 * time.Millisecond)
 		for killAt != nil && !s.run.Empty() {
 			select {
@@ -456,6 +452,7 @@ func (s *supervisor) endRest(killAt <-chan time.Time, terminating bool) int {
 			}
 		}
 	} else {
+		var n int
 		n, err = s.run.Terminate(s.grace, leftoverWait)
 		if n > 0 {
 			s.log.Warn("the job left processes behind; ended them", "processes", n, "containment", s.run.Containment())
@@ -464,7 +461,6 @@ func (s *supervisor) endRest(killAt <-chan time.Time, terminating bool) int {
 	if err != nil {
 		s.log.Error("processes of the ended job are left", "pgid", s.run.Group().Pgid(), "err", err)
 	}
-	return n
 }
 
 // apply takes one piece of lease news: a later deadline moves the job's,

@@ -212,9 +212,14 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		log.Info("run", "cluster", g.Cluster, "state", "passive", "status", "ignore", "job", job, "slot", slot, "reason", skip, "cmd", joinArgs(r.Command))
 		return silentExit(r.SkipExit)
 	}
-	// notStarted reports a run whose job never started.
+	// notStarted reports a run whose job never started, once its shim,
+	// without the go-ahead, has exited: nothing of the run is left then.
 	notStarted := func(code int, result string) {
 		handshake.Close()
+		select {
+		case <-shimDone:
+		case <-time.After(leftoverWait):
+		}
 		if err := dropRun(run); err != nil {
 			log.Warn("the cgroup of a run that did not start", "err", err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"hacron/internal/contain"
 	"hacron/internal/lease"
 )
 
@@ -110,11 +111,13 @@ type runRequest struct {
 	uid              int
 	cmd              string
 	pgid             int
-	// hold runs just before the admission write and says whether the
-	// write may go ahead; release undoes it when the run is not admitted.
-	// The agent tracks the job's process group here, so that a lease that
-	// ends at any moment from the write on reaches it.
-	hold func(token int64) (release func(), skip string)
+	containment      contain.Kind // the record's containment
+	// hold runs just before the admission write, given the token and the
+	// record's path, and says whether the write may go ahead; release
+	// undoes it when the run is not admitted. The job's cgroup is made
+	// here, and the agent tracks the run here, so that a lease that ends
+	// at any moment from the write on reaches all of it.
+	hold func(token int64, record string) (release func(), skip string, err error)
 }
 
 // ticket is an admitted run.
@@ -170,12 +173,12 @@ func (a *admitter) admit(ctx context.Context, req runRequest) (*ticket, string, 
 	}
 	adm.name = "r-" + newGUID()[:16]
 	adm.rec = runRecord{Job: job, Node: a.node, Slot: req.slot, Start: jsonTime(time.Now()), Token: st.Token,
-		UID: req.uid, User: userName(req.uid), Cmd: req.cmd, PGID: req.pgid}
+		UID: req.uid, User: userName(req.uid), Cmd: req.cmd, PGID: req.pgid, Containment: string(req.containment)}
 	release := func() {}
 	if req.hold != nil {
-		r, skip := req.hold(st.Token)
-		if skip != "" {
-			return nil, skip, nil
+		r, skip, err := req.hold(st.Token, adm.recordPath())
+		if err != nil || skip != "" {
+			return nil, skip, err
 		}
 		release = r
 	}

@@ -1,9 +1,11 @@
 package main
 
 // hacron agent: joins the election, serves the local socket, writes the
-// state file, and keeps every job it admitted inside its lease: it tracks
-// each job's process group, so a job whose `hacron run` died is still
-// terminated when the lease ends.
+// state file, and keeps every job it admitted inside its lease: it holds
+// each job's process group (and cgroup, where it can make one), so a job
+// whose `hacron run` died is still terminated when the lease ends, and it
+// keeps a run-state file per run, so that the next agent on this node ends
+// what a dead agent left.
 
 import (
 	"bufio"
@@ -28,6 +30,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/go-zookeeper/zk"
 
+	"hacron/internal/contain"
 	"hacron/internal/lease"
 	"hacron/internal/wire"
 )
@@ -46,9 +49,13 @@ const defaultLogDir = "/var/log/hacron"
 // admittedRun is a job the agent let run (or is letting run: it is
 // tracked from just before the admission write).
 type admittedRun struct {
+	id    string // names its cgroup and run-state file
 	pgid  int
 	token int64 // the fencing token it is admitted under
 	start time.Time
+	// run holds the job's processes: its group, by the leader's pidfd, and
+	// its cgroup. Set before the run is tracked, never changed after.
+	run *contain.Run
 
 	// Guarded by agent.mu.
 	t           *ticket // nil until the admission write succeeded
@@ -56,9 +63,10 @@ type admittedRun struct {
 	reported    bool // the wrapper sent the exit status
 
 	// Owned by the enforcer.
-	stopAt   time.Time // when the lease was seen over for this run
-	termSent bool
-	killSent bool
+	stopAt     time.Time // when the lease was seen over for this run
+	termSent   bool
+	killSent   bool
+	straysSent bool // SIGTERM to what left the group, while the wrapper ends the group
 }
 
 type agent struct {
@@ -72,6 +80,12 @@ type agent struct {
 	adm       *admitter
 	history   atomic.Int64 // run records kept per job; changes on SIGHUP
 	noSession atomic.Int64 // since when there is no usable session (unix ns); 0: there is one
+
+	// Containment: where runs get their cgroups (hier, scope) and where
+	// their run-state files go.
+	hier     *contain.Hierarchy
+	scope    string
+	stateDir string
 
 	mu       sync.Mutex
 	runs     map[*admittedRun]struct{}
@@ -219,6 +233,20 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 	if err := early.writeStateFile("passive"); err != nil {
 		log.Warn("state file", "err", err)
 	}
+	// Before anything else, and long before the election: what a previous
+	// agent of this node left running is ended, so that a job whose
+	// wrapper and agent both died never runs beside the standby's.
+	hier := detectContainment()
+	log.Info("containment", "kind", hier.Kind, "reason", hier.Reason)
+	scope, stateDir := agentScope(g.Cluster, g.Socket), runStateDir(g.Socket)
+	previous, ended, err := contain.EndPrevious(hier, scope, stateDir,
+		lease.KillMargin(g.SessionTimeout), leftoverWait)
+	if ended > 0 {
+		log.Warn("ended the runs a previous agent left running", "runs", len(previous), "processes", ended)
+	}
+	if err != nil {
+		log.Warn("ending the runs a previous agent left", "err", err)
+	}
 	// ZooKeeper unreachable is no reason to exit: the agent stays, says
 	// unknown, and joins when ZooKeeper answers. Only a bad configuration
 	// (auth file, TLS, connect string) ends it here.
@@ -234,6 +262,7 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 	defer endLife()
 	a := &agent{
 		g: g, log: log, zc: zc, root: root, stateFile: opts.StateFile,
+		hier: hier, scope: scope, stateDir: stateDir,
 		runs:     map[*admittedRun]struct{}{},
 		open:     map[string]bool{},
 		revokeCh: make(chan struct{}),
@@ -307,6 +336,15 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 			fatal <- err
 			return
 		}
+		// The records of the runs ended above are completed before the
+		// election too, unless ZooKeeper takes longer than T to answer:
+		// then in the background.
+		pctx, cancel := context.WithTimeout(life, zc.cfg.SessionTimeout)
+		rest := a.completePrevious(pctx, previous)
+		cancel()
+		if len(rest) > 0 {
+			go a.completePrevious(life, rest)
+		}
 		if err := a.el.Run(elCtx); err != nil {
 			log.Error("election stopped", "err", err)
 		}
@@ -344,6 +382,16 @@ wait:
 	<-enfDone
 	stopState()
 	<-stateDone
+	// Every run is over unless one would not end: its cgroup then keeps
+	// the scope for the next agent.
+	a.mu.Lock()
+	left := len(a.runs)
+	a.mu.Unlock()
+	if left == 0 {
+		if err := hier.RemoveScope(scope); err != nil {
+			log.Warn("cgroup scope", "err", err)
+		}
+	}
 	if err := a.writeStateFile("passive"); err != nil {
 		log.Warn("state file", "err", err)
 	}
@@ -593,7 +641,7 @@ func (a *agent) accept(ln *net.UnixListener) {
 
 func (a *agent) serve(c *net.UnixConn) {
 	defer c.Close()
-	uid, pid, err := wire.PeerCred(c)
+	uid, _, err := wire.PeerCred(c)
 	if err != nil {
 		a.log.Warn("peer credentials", "err", err)
 		return
@@ -615,7 +663,7 @@ func (a *agent) serve(c *net.UnixConn) {
 	case "rejoin":
 		a.rejoin(c, uid)
 	case "run":
-		a.serveRun(c, r, uid, pid, req)
+		a.serveRun(c, r, uid, req)
 	default:
 		wire.Write(c, wire.Reply{V: wire.Version, Error: fmt.Sprintf("unknown request %q", req.Op), Code: exitUsage})
 	}
@@ -741,7 +789,7 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 // serveRun translates one run between the socket and the admission: the
 // request in, the decision out, then the lease's news until the wrapper
 // reports the end.
-func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req wire.Request) {
+func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid int, req wire.Request) {
 	fail := func(err error) {
 		wire.Write(c, wire.Reply{V: wire.Version, Error: err.Error(), Code: exitCodeOf(err, exitUsage), Hints: hintsOf(err)})
 	}
@@ -757,7 +805,8 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req wir
 		fail(err)
 		return
 	}
-	if err := checkJobGroup(req.PGID, pid, uid); err != nil {
+	grp, err := holdJobGroup(c, req.PGID, uid)
+	if err != nil {
 		fail(err)
 		return
 	}
@@ -775,42 +824,63 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req wir
 			fromWrapper <- m
 		}
 	}()
-	run := &admittedRun{pgid: req.PGID, start: time.Now()}
+	run := &admittedRun{id: newRunID(), pgid: req.PGID, start: time.Now(), run: contain.NewRun(grp, nil)}
 	var revokeCh chan struct{}
+	stateWritten := false
 	wait := time.Duration(req.WaitMS) * time.Millisecond
 	t, reason, err := a.adm.admit(ctx, runRequest{
 		job: job, slot: req.Slot, claim: req.Claim, noOverlap: req.NoOverlap,
 		wait: wait, limit: wait,
 		killGrace: time.Duration(req.KillGraceMS) * time.Millisecond, killGraceSet: req.KillGraceSet,
-		uid: uid, cmd: recordCmd(req.Argv), pgid: req.PGID,
-		hold: func(token int64) (func(), string) {
+		uid: uid, cmd: recordCmd(req.Argv), pgid: req.PGID, containment: a.hier.Kind,
+		hold: func(token int64, record string) (func(), string, error) {
+			// After a long --wait the group is checked again: a job
+			// whose first process is gone is not admitted, and its
+			// number is not taken for the run's.
+			if !grp.Leader().Alive() {
+				return nil, "the job's process is gone", nil
+			}
+			cr, err := enclose(a.hier, a.scope, run.id, grp)
+			if err != nil {
+				return nil, "", fmt.Errorf("the job's cgroup: %w", err)
+			}
+			run.run = cr
+			// Before the write: an agent that dies from here on leaves
+			// the run to the next agent of this node.
+			if err := contain.WriteState(a.stateDir, cr.State(run.id, job, record)); err != nil {
+				return nil, "", fmt.Errorf("run state: %w", err)
+			}
+			stateWritten = true
 			a.mu.Lock()
 			defer a.mu.Unlock()
 			if a.revoked != "" {
-				return nil, a.revoked
+				return nil, a.revoked, nil
 			}
 			if a.draining != "" {
-				return nil, a.draining
+				return nil, a.draining, nil
 			}
 			run.token = token
 			a.runs[run] = struct{}{}
 			revokeCh = a.revokeCh
-			return func() { a.untrack(run) }, ""
+			return func() { a.untrack(run) }, "", nil
 		},
 	})
-	switch {
-	case err != nil:
-		fail(err)
-		return
-	case reason != "":
-		skip(reason)
+	if err != nil || reason != "" {
+		if err != nil {
+			fail(err)
+		} else {
+			skip(reason)
+		}
+		// After the answer: the wrapper need not wait for this.
+		a.drop(run, stateWritten)
 		return
 	}
 	a.mu.Lock()
 	run.t = t
 	a.open[t.record] = true
 	a.mu.Unlock()
-	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", "start", "job", t.adm.job, "slot", t.adm.slot, "token", t.token, "record", t.record, "cmd", joinArgs(req.Argv))
+	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", "start", "job", t.adm.job, "slot", t.adm.slot, "token", t.token, "record", t.record,
+		"containment", run.run.Containment(), "cmd", joinArgs(req.Argv))
 
 	news := make(chan leaseNews, 16)
 	done := make(chan struct{})
@@ -829,8 +899,14 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req wir
 				a.wrapperGone(run)
 				return
 			}
-			// Acknowledged first: during a partition the record's write
-			// waits for ZooKeeper, and the wrapper must not.
+			// The job's main process has exited and the wrapper has
+			// ended what was left of its group; what left the group
+			// (in the run's cgroup) ends now, before the end is
+			// acknowledged: the wrapper exits once nothing of the run
+			// is left. Then the acknowledgement: during a partition the
+			// record's write waits for ZooKeeper, and the wrapper must
+			// not.
+			a.endLeftovers(run, t.grace)
 			wire.Write(c, wire.Reply{V: wire.Version, OK: true})
 			a.finish(run, &m.ExitCode, m.Result)
 			return
@@ -857,13 +933,76 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid, pid int, req wir
 	}
 }
 
-// checkJobGroup makes sure pgid is a process group the asking process
-// created for its job: the agent will signal it, and must not be talked
-// into signalling anyone else's.
-func checkJobGroup(pgid, peerPID, peerUID int) error {
+// holdJobGroup holds the job's process group by its leader's pidfd, once
+// it has made sure the group is one the asking process (held by pidfd too,
+// so that neither pid can be another process's by the time of the check)
+// created for its job and owns: the agent will signal that group, and must
+// not be talked into signalling anyone else's.
+func holdJobGroup(c *net.UnixConn, pgid, uid int) (*contain.Group, error) {
 	if pgid <= 1 {
-		return fmt.Errorf("bad process group %d", pgid)
+		return nil, fmt.Errorf("bad process group %d", pgid)
 	}
+	peer, err := contain.OpenPeer(c)
+	if err != nil {
+		return nil, fmt.Errorf("the asking process: %w", err)
+	}
+	defer peer.Close()
+	g, err := contain.OpenGroup(pgid)
+	if err != nil {
+		return nil, fmt.Errorf("job process %d: %w", pgid, err)
+	}
+	err = checkJobGroup(pgid, peer.Pid(), uid)
+	if err == nil && (!peer.Alive() || !g.Leader().Alive()) {
+		err = fmt.Errorf("job process %d: %w", pgid, contain.ErrGone)
+	}
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// endLeftovers ends what is left of a run whose main process has exited:
+// SIGTERM, the grace, SIGKILL; and says how many processes it had to end.
+func (a *agent) endLeftovers(run *admittedRun, grace time.Duration) {
+	n, err := run.run.Terminate(grace, leftoverWait)
+	if n > 0 {
+		a.log.Warn("the job left processes behind; ended them", "job", run.t.adm.job, "slot", run.t.adm.slot,
+			"processes", n, "containment", run.run.Containment())
+	}
+	if err != nil {
+		a.log.Error("processes of an ended job are left", "job", run.t.adm.job, "pgid", run.pgid, "err", err)
+	}
+}
+
+// drop undoes a run that was not admitted: its first process, which never
+// got the go-ahead, its cgroup and its run-state file.
+func (a *agent) drop(run *admittedRun, stateWritten bool) {
+	if err := dropRun(run.run); err != nil {
+		a.log.Warn("the cgroup of a run that did not start", "err", err)
+	}
+	if stateWritten {
+		if err := contain.RemoveState(a.stateDir, run.id); err != nil {
+			a.log.Warn("run state", "err", err)
+		}
+	}
+}
+
+// forget lets go of a run that is over, all of its processes gone: its
+// cgroup, its run-state file and its pidfd.
+func (a *agent) forget(run *admittedRun) {
+	if err := run.run.Remove(); err != nil {
+		a.log.Warn("the cgroup of an ended run", "pgid", run.pgid, "err", err)
+	}
+	if err := contain.RemoveState(a.stateDir, run.id); err != nil {
+		a.log.Warn("run state", "err", err)
+	}
+	run.run.Close()
+}
+
+// checkJobGroup makes sure pgid is a process group that process peerPID
+// created and user peerUID owns.
+func checkJobGroup(pgid, peerPID, peerUID int) error {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pgid))
 	if err != nil {
 		return fmt.Errorf("job process %d: %w", pgid, err)
@@ -900,14 +1039,14 @@ func (a *agent) wrapperGone(run *admittedRun) {
 	a.mu.Lock()
 	run.wrapperGone = true
 	a.mu.Unlock()
-	a.log.Warn("the wrapper of a running job is gone; the agent keeps its process group inside the lease", "pgid", run.pgid)
+	a.log.Warn("the wrapper of a running job is gone; the agent keeps the job inside the lease", "pgid", run.pgid)
 }
 
 // finish records the end of a run and prunes the job's history. The
 // record is completed whatever ZooKeeper does meanwhile: retried until it
-// is written or the agent has stopped. The process group stays tracked
-// until it is empty: background children of a job live under the same
-// lease.
+// is written or the agent has stopped. The run stays tracked until it is
+// empty: a process that outlived even its SIGKILL (stuck in the kernel) is
+// still ended when the lease ends.
 func (a *agent) finish(run *admittedRun, code *int, result string) {
 	a.mu.Lock()
 	run.reported = true
@@ -1060,7 +1199,7 @@ func (a *agent) enforceRun(r *admittedRun, now time.Time, st standing, revoked b
 	a.mu.Lock()
 	gone, reported, t := r.wrapperGone, r.reported, r.t
 	a.mu.Unlock()
-	if groupGone(r.pgid) {
+	if r.run.Empty() {
 		if t == nil {
 			return // admission in flight: it untracks the run if it fails
 		}
@@ -1073,13 +1212,14 @@ func (a *agent) enforceRun(r *admittedRun, now time.Time, st standing, revoked b
 				// Off the enforcer's loop: a ZooKeeper write may hang.
 				go a.finish(r, nil, result)
 			}
+			a.forget(r)
 			a.untrack(r)
 		}
 		return
 	}
 	if !revoked && st.holds(r.token, now) {
 		// Within a lease: a later lease end gets the whole grace again.
-		r.stopAt, r.termSent, r.killSent = time.Time{}, false, false
+		r.stopAt, r.termSent, r.killSent, r.straysSent = time.Time{}, false, false, false
 		return
 	}
 	if r.stopAt.IsZero() {
@@ -1092,18 +1232,76 @@ func (a *agent) enforceRun(r *admittedRun, now time.Time, st standing, revoked b
 	if gone || reported {
 		if !r.termSent {
 			r.termSent = true
-			a.log.Warn("lease over: terminating a job whose wrapper is gone", "pgid", r.pgid)
-			syscall.Kill(-r.pgid, syscall.SIGTERM)
+			a.log.Warn("lease over: terminating a job whose wrapper is gone", "pgid", r.pgid, "containment", r.run.Containment())
+			r.run.Signal(syscall.SIGTERM)
 		}
 		if !r.killSent && now.Sub(r.stopAt) >= grace {
 			r.killSent = true
-			syscall.Kill(-r.pgid, syscall.SIGKILL)
+			r.run.Kill()
 		}
 		return
+	}
+	// The wrapper ends the job's group itself; what left the group is
+	// the agent's to end, in the same grace.
+	if !r.straysSent {
+		r.straysSent = true
+		if n, _ := r.run.SignalStrays(syscall.SIGTERM); n > 0 {
+			a.log.Warn("lease over: terminating processes that left the job's process group", "pgid", r.pgid, "processes", n)
+		}
 	}
 	if !r.killSent && now.Sub(r.stopAt) >= grace+lease.KillMargin(st.Timeout)/2 {
 		r.killSent = true
 		a.log.Warn("lease over and the job still runs after its grace: SIGKILL", "pgid", r.pgid)
-		syscall.Kill(-r.pgid, syscall.SIGKILL)
+		r.run.Kill()
+	}
+}
+
+// completePrevious completes, as unknown, the records of the runs a
+// previous agent of this node left (ended before this agent joins the
+// election), then lets go of their run-state files. Retried until
+// ZooKeeper answers or ctx ends; it returns the runs not done by then (a
+// file left when the agent stops is read again by the next agent).
+func (a *agent) completePrevious(ctx context.Context, states []contain.RunState) []contain.RunState {
+	for i, s := range states {
+		if s.Record != "" && !a.completeUnknown(ctx, s.Record) {
+			return states[i:]
+		}
+		if err := contain.RemoveState(a.stateDir, s.ID); err != nil {
+			a.log.Warn("run state", "err", err)
+		}
+	}
+	return nil
+}
+
+// completeUnknown completes record as unknown unless it has an end or does
+// not exist (its admission failed, or it was pruned); false when ctx ended
+// first.
+func (a *agent) completeUnknown(ctx context.Context, record string) bool {
+	pause := 50 * time.Millisecond
+	for {
+		s := a.zc.snapshot()
+		if s.Usable() {
+			data, _, err := s.Conn.Get(record)
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+				return true
+			case err == nil:
+				r, derr := decodeRunRecord(data)
+				if derr != nil || r.End != "" {
+					return true
+				}
+				if completeRecord(s.Conn, record, r, nil, resultUnknown) == nil {
+					a.log.Warn("completed the record of a run a previous agent left as unknown", "record", record)
+					return true
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(pause):
+		case <-s.Changed:
+		}
+		pause = min(2*pause, finishRetry)
 	}
 }

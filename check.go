@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"hacron/internal/contain"
 	"hacron/internal/lease"
 )
 
@@ -70,6 +71,13 @@ func runCheck(ctx context.Context, g *globals, cfg *config, rcronPath string, w 
 		mode = "direct"
 	}
 	ok("cluster %s, node %s, %s mode", g.Cluster, g.Node, mode)
+	// What this process can hold a run with: what the agent (agent mode)
+	// or hacron run (direct mode) gets when it runs as the same user.
+	if h := detectContainment(); h.Kind == contain.PGroup {
+		warn("containment pgroup (as uid %d): %s; a job that leaves its process group (setsid, a double fork) is not ended with its run", os.Geteuid(), h.Reason)
+	} else {
+		ok("containment %s (as uid %d): %s", h.Kind, os.Geteuid(), h.Reason)
+	}
 
 	if g.ZKAuthFile != "" {
 		if user, _, err := readAuthFile(g.ZKAuthFile); err != nil {

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -78,12 +77,6 @@ func admitDirect(ctx context.Context, g *globals, log *slog.Logger, req runReque
 		release()
 		return nil, skip, err
 	}
-	watchdog, err := startWatchdog(req.pgid)
-	if err != nil {
-		unclaim(zc.snapshot().Conn, t.adm, t.record)
-		release()
-		return nil, "", err
-	}
 	// Holding the job's lock means every earlier run of the job is over:
 	// one whose wrapper was killed left its record without an end.
 	leftovers := make(chan struct{})
@@ -108,8 +101,6 @@ func admitDirect(ctx context.Context, g *globals, log *slog.Logger, req runReque
 		cluster: g.Cluster, node: g.Node, job: job, slot: slot, token: t.token,
 		grace: t.grace, deadline: t.deadline, news: news,
 		report: func(code int, result string) {
-			io.WriteString(watchdog, "done\n")
-			watchdog.Close()
 			close(done)
 			// The lock is held until the record is complete, or the
 			// session is surely gone (2T): then the next run of the job
@@ -130,14 +121,18 @@ func admitDirect(ctx context.Context, g *globals, log *slog.Logger, req runReque
 	}, "", nil
 }
 
-// watchdogScript ends the job's process group when hacron run disappears
-// without saying "done" (SIGKILL, OOM): in direct mode there is no agent
-// left to end it, and the session, with the lock, lives on for up to T.
-const watchdogScript = `read -r x <&3; [ "$x" = done ] || kill -9 -"$1" 2>/dev/null`
+// watchdogWait begins the watchdog's script: it waits for hacron run to
+// say "done"; the run's kill script (contain.Run.KillScript) follows, for
+// when hacron run disappears without saying so (SIGKILL, OOM): in direct
+// mode there is no agent left to end the run, and the session, with the
+// lock, lives on for up to T.
+const watchdogWait = `read -r x <&3; [ "$x" = done ] && exit 0
+`
 
 // startWatchdog starts the watchdog in a session of its own, so that a
-// signal to hacron run's process group does not take it along.
-func startWatchdog(pgid int) (*os.File, error) {
+// signal to hacron run's process group does not take it along, and outside
+// the run's cgroup (it is started by hacron run, not by the job).
+func startWatchdog(kill string) (*os.File, error) {
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -149,7 +144,7 @@ func startWatchdog(pgid int) (*os.File, error) {
 		return nil, err
 	}
 	defer devnull.Close()
-	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", watchdogScript, "hacron-watchdog", strconv.Itoa(pgid)},
+	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", watchdogWait + kill, "hacron-watchdog"},
 		&os.ProcAttr{Files: []*os.File{devnull, devnull, devnull, rd}, Sys: &syscall.SysProcAttr{Setsid: true}})
 	if err != nil {
 		wr.Close()
@@ -157,6 +152,15 @@ func startWatchdog(pgid int) (*os.File, error) {
 	}
 	p.Release()
 	return wr, nil
+}
+
+// stopWatchdog tells the watchdog (if any) that the run is over.
+func stopWatchdog(w *os.File) {
+	if w == nil {
+		return
+	}
+	io.WriteString(w, "done\n")
+	w.Close()
 }
 
 // directState answers `hacron state` in direct mode from ZooKeeper: this

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"hacron/internal/contain"
 	"hacron/internal/zktest"
 )
 
@@ -29,8 +30,20 @@ func TestMain(m *testing.M) {
 
 // hacronMain is main with the test seams, set only here: HACRON_TEST_NOW
 // starts a run "late" without sleeping; HACRON_TEST_SYSLOG sends syslog to
-// a socket the test listens on.
+// a socket the test listens on; HACRON_TEST_CONTAINMENT forces a kind of
+// containment (cgroup1, cgroup2, pgroup); HACRON_TEST_RESIGN_LIMIT
+// shortens resign's wait for the agent's answer.
 func hacronMain() {
+	if v := os.Getenv("HACRON_TEST_CONTAINMENT"); v != "" {
+		detectContainment = func() *contain.Hierarchy { return forcedContainment(contain.Kind(v)) }
+	}
+	if v := os.Getenv("HACRON_TEST_RESIGN_LIMIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			panic(err)
+		}
+		resignAnswerLimit = d
+	}
 	if v := os.Getenv("HACRON_TEST_NOW"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
@@ -50,6 +63,7 @@ type cleanup struct{ m *testing.M }
 
 func (c cleanup) Run() int {
 	code := c.m.Run()
+	removeTestScopes()
 	zktest.CloseShared()
 	return code
 }

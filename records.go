@@ -35,6 +35,9 @@ type runRecord struct {
 	User     string `json:"user"`
 	Cmd      string `json:"cmd,omitempty"`
 	PGID     int    `json:"pgid,omitempty"` // the job's process group on Node, to tell whether it is over
+	// Containment is what held the job's processes: cgroup2, cgroup1 or
+	// pgroup (a job that left its process group escaped pgroup).
+	Containment string `json:"containment,omitempty"`
 }
 
 // Results of a run.

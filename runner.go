@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"hacron/internal/contain"
 	"hacron/internal/wire"
 )
 
@@ -139,6 +140,13 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 
+	// In direct mode the run's cgroup is ours to make (the agent makes it
+	// in agent mode). Detected before our reaper starts: the detection
+	// reaps a trial child of its own.
+	hier := &contain.Hierarchy{Kind: contain.PGroup}
+	if g.Direct {
+		hier = detectContainment()
+	}
 	// The job's descendants that lose their parent are re-parented to us,
 	// not to init: we reap them at once, so a finished group is seen empty
 	// at once (an init that reaps late would keep zombies in it).
@@ -154,11 +162,33 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	}
 	shimDone := make(chan syscall.WaitStatus, 1)
 	go reapChildren(shim, shimDone)
+	grp, err := contain.OpenGroup(shim)
+	if err != nil {
+		handshake.Close()
+		return fmt.Errorf("start job: %w", err)
+	}
+	run := contain.NewRun(grp, nil)
 
 	req := runRequest{job: job, slot: slot, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
-		uid: os.Getuid(), cmd: recordCmd(r.Command), pgid: shim}
+		uid: os.Getuid(), cmd: recordCmd(r.Command), pgid: shim, containment: hier.Kind}
 	if r.KillGrace != nil {
 		req.killGrace, req.killGraceSet = *r.KillGrace, true
+	}
+	// Direct mode's watchdog: from the admission write on, it ends the run
+	// if this process dies without saying so.
+	var watchdog *os.File
+	if g.Direct {
+		req.hold = func(int64, string) (func(), string, error) {
+			cr, err := enclose(hier, directScope(g.Cluster), newRunID(), grp)
+			if err != nil {
+				return nil, "", fmt.Errorf("the job's cgroup: %w", err)
+			}
+			run = cr
+			if watchdog, err = startWatchdog(run.KillScript()); err != nil {
+				return nil, "", err
+			}
+			return func() {}, "", nil
+		}
 	}
 	var gr *grant
 	var skip string
@@ -169,13 +199,32 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	}
 	if err != nil || skip != "" {
 		// Without the go-ahead the shim exits on its own, running
-		// nothing; a skipped run need not wait for that.
+		// nothing; a skipped run need not wait for that, unless it has
+		// a cgroup to remove.
 		handshake.Close()
+		if err := dropRun(run); err != nil {
+			log.Warn("the cgroup of a run that did not start", "err", err)
+		}
+		stopWatchdog(watchdog)
 		if err != nil {
 			return err
 		}
 		log.Info("run", "cluster", g.Cluster, "state", "passive", "status", "ignore", "job", job, "slot", slot, "reason", skip, "cmd", joinArgs(r.Command))
 		return silentExit(r.SkipExit)
+	}
+	// notStarted reports a run whose job never started, once its shim,
+	// without the go-ahead, has exited: nothing of the run is left then.
+	notStarted := func(code int, result string) {
+		handshake.Close()
+		select {
+		case <-shimDone:
+		case <-time.After(leftoverWait):
+		}
+		if err := dropRun(run); err != nil {
+			log.Warn("the cgroup of a run that did not start", "err", err)
+		}
+		stopWatchdog(watchdog)
+		gr.report(code, result)
 	}
 
 	start := time.Now()
@@ -183,14 +232,12 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	// Checked only now: a passive node skips a broken crontab line as
 	// silently as a good one; on the active node the run fails like a shell.
 	if err := execError(r.Command[0]); err != nil {
-		handshake.Close()
-		gr.report(exitCodeOf(err, exitNotExec), resultFailed)
+		notStarted(exitCodeOf(err, exitNotExec), resultFailed)
 		return err
 	}
 	if r.Nice != nil {
 		if err := syscall.Setpriority(syscall.PRIO_PROCESS, shim, *r.Nice); err != nil {
-			handshake.Close()
-			gr.report(exitUsage, resultFailed)
+			notStarted(exitUsage, resultFailed)
 			return fmt.Errorf("--nice %d: %w", *r.Nice, err)
 		}
 	}
@@ -207,23 +254,27 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	ahead.WriteString("exec\n")
 	// The last look at the lease before the job can start: a pause between
 	// the admission and here must never start a job after its lease.
-	s := supervisor{pgid: shim, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log}
+	s := supervisor{run: run, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log}
 	if lost := s.drain(&gr.news); lost != "" || !time.Now().Before(s.deadline) {
-		handshake.Close()
-		<-shimDone
-		gr.report(exitLost, resultLost)
+		notStarted(exitLost, resultLost)
 		log.Warn("the lease ended before the job could start; it did not run", "job", job, "slot", gr.slot, "token", gr.token)
 		return silentExit(exitLost)
 	}
 	_, werr := io.WriteString(handshake, ahead.String())
 	handshake.Close()
 	if werr != nil {
-		<-shimDone
-		gr.report(exitUsage, resultFailed)
+		notStarted(exitUsage, resultFailed)
 		return fmt.Errorf("start job: %w", werr)
 	}
 
+	// supervise returns once nothing of the run is left: the report (in
+	// direct mode, the job lock's release) comes after.
 	code, result := s.supervise(shimDone, gr.news)
+	if err := run.Remove(); err != nil {
+		log.Warn("the cgroup of the run", "err", err)
+	}
+	run.Close()
+	stopWatchdog(watchdog)
 	gr.report(code, result)
 	status := "ok"
 	if result != resultOK {
@@ -284,13 +335,16 @@ func admitAgent(ctx context.Context, socket string, req runRequest, argv []strin
 		deadline: wire.FromMono(rep.DeadlineMono),
 		news:     news,
 		report: func(code int, result string) {
-			// A hung agent must not hold up the exit for long: it
-			// records the end itself when the job's group is gone.
-			ac.conn.SetDeadline(time.Now().Add(time.Second))
+			// The agent ends what left the job's group (its cgroup)
+			// before it acknowledges: up to a grace and the wait after
+			// SIGKILL. A hung agent must not hold up the exit for
+			// longer: it records the end itself when the run is gone.
+			limit := time.Duration(rep.KillGraceMS)*time.Millisecond + leftoverWait + time.Second
+			ac.conn.SetDeadline(time.Now().Add(limit))
 			if wire.Write(ac.conn, wire.Request{V: wire.Version, Op: "exit", ExitCode: code, Result: result}) == nil {
 				select {
 				case <-ack:
-				case <-time.After(time.Second):
+				case <-time.After(limit):
 				}
 			}
 			ac.Close()
@@ -300,7 +354,7 @@ func admitAgent(ctx context.Context, socket string, req runRequest, argv []strin
 
 // supervisor keeps one running job inside its lease and timeout.
 type supervisor struct {
-	pgid     int
+	run      *contain.Run
 	grace    time.Duration
 	deadline time.Time
 	timeout  time.Duration
@@ -311,7 +365,8 @@ type supervisor struct {
 var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
 
 // supervise waits on exactly three things (the job's exit, the end of the
-// lease or the timeout, signals to forward) and returns the exit code and
+// lease or the timeout, signals to forward); once the job's main process
+// has exited it ends what is left of the run. It returns the exit code and
 // the run's result.
 func (s *supervisor) supervise(done <-chan syscall.WaitStatus, news <-chan leaseNews) (int, string) {
 	sigs := make(chan os.Signal, 8)
@@ -333,18 +388,14 @@ func (s *supervisor) supervise(done <-chan syscall.WaitStatus, news <-chan lease
 			return
 		}
 		why = reason
-		s.log.Warn(msg, "pgid", s.pgid, "grace", s.grace.String())
-		syscall.Kill(-s.pgid, syscall.SIGTERM)
+		s.log.Warn(msg, "pgid", s.run.Group().Pgid(), "grace", s.grace.String())
+		s.run.Signal(syscall.SIGTERM)
 		killAt = time.After(s.grace)
 	}
 	for {
 		select {
 		case ws := <-done:
-			// The job's leader is gone; a group we are terminating gets the
-			// rest of its grace, then SIGKILL, so that nothing survives.
-			if why != "" {
-				s.reapGroup(killAt)
-			}
+			s.endRest(killAt, why != "")
 			return s.exitCode(ws, why)
 		case n, ok := <-news:
 			if !ok {
@@ -373,11 +424,47 @@ func (s *supervisor) supervise(done <-chan syscall.WaitStatus, news <-chan lease
 		case <-timeout:
 			terminate(resultTimeout, "--timeout reached: terminating the job")
 		case <-killAt:
-			syscall.Kill(-s.pgid, syscall.SIGKILL)
+			s.run.Kill()
 			killAt = nil
 		case sig := <-sigs:
-			syscall.Kill(-s.pgid, sig.(syscall.Signal))
+			// As a shell's job control would: to the group alone.
+			s.run.Group().Signal(sig.(syscall.Signal))
 		}
+	}
+}
+
+// endRest ends what is left of the run once the job's main process has
+// exited, so that nothing of it outlives the report (and, in direct mode,
+// the job lock): SIGTERM, the grace, SIGKILL. A run hacron was already
+// terminating gets the rest of its grace (killAt; nil once SIGKILL was
+// sent).
+func (s *supervisor) endRest(killAt <-chan time.Time, terminating bool) {
+	var err error
+	if terminating {
+		tick := time.NewTicker(5 * time.Millisecond)
+		for killAt != nil && !s.run.Empty() {
+			select {
+			case <-killAt:
+				killAt = nil
+			case <-tick.C:
+			}
+		}
+		tick.Stop()
+		if !s.run.Empty() {
+			s.run.Kill()
+			if !waitUntil(leftoverWait, s.run.Empty) {
+				err = errors.New("processes of the run are left after SIGKILL")
+			}
+		}
+	} else {
+		var n int
+		n, err = s.run.Terminate(s.grace, leftoverWait)
+		if n > 0 {
+			s.log.Warn("the job left processes behind; ended them", "processes", n, "containment", s.run.Containment())
+		}
+	}
+	if err != nil {
+		s.log.Error("processes of the ended job are left", "pgid", s.run.Group().Pgid(), "err", err)
 	}
 }
 
@@ -411,29 +498,6 @@ func (s *supervisor) drain(news *<-chan leaseNews) (lost string) {
 		}
 	}
 	return lost
-}
-
-// reapGroup waits for the rest of the group until the grace ends, kills
-// what is left, and waits (briefly) until the kernel and our reaper are
-// done with it, so that nothing of the job outlives this process.
-func (s *supervisor) reapGroup(killAt <-chan time.Time) {
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	var giveUp <-chan time.Time
-	for {
-		if errors.Is(syscall.Kill(-s.pgid, 0), syscall.ESRCH) {
-			return
-		}
-		select {
-		case <-killAt:
-			syscall.Kill(-s.pgid, syscall.SIGKILL)
-			killAt = nil
-			giveUp = time.After(time.Second)
-		case <-giveUp:
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // exitCode maps the job's end to hacron's table.

@@ -81,8 +81,9 @@ func askState(g *globals) (wire.StateInfo, error) {
 }
 
 // resignAnswerLimit bounds the wait for a step-down, which waits for the
-// running jobs' kill grace (at most T/2 - margin) first.
-const resignAnswerLimit = time.Minute
+// running jobs' kill grace (at most T/2 - margin) first. A variable only
+// so that the test binary's hacron can wait less.
+var resignAnswerLimit = time.Minute
 
 // stateAnswerLimit bounds the wait for the agent's answer to `hacron state`.
 const stateAnswerLimit = 5 * time.Second

@@ -108,6 +108,25 @@ func (h *Hierarchy) Leftovers(scope string) ([]*Cgroup, error) {
 	return cgs, nil
 }
 
+// RemoveScope removes the directory of scope once no run cgroup is left in
+// it: an agent that stops cleanly leaves nothing behind. A scope that still
+// holds a run's cgroup stays, for the next agent to find (Leftovers). The
+// directories above the scope stay: another scope may be made in them at
+// any moment.
+func (h *Hierarchy) RemoveScope(scope string) error {
+	if h.Kind == PGroup {
+		return nil
+	}
+	if err := checkName(scope, true); err != nil {
+		return fmt.Errorf("cgroup scope %q: %w", scope, err)
+	}
+	err := unix.Rmdir(filepath.Join(h.base, parentDir, scope))
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("remove cgroup scope %s: %w", scope, err)
+}
+
 // OpenCgroup holds the cgroup at path (one recorded in a run-state file).
 // ErrGone if it no longer exists.
 func OpenCgroup(path string) (*Cgroup, error) {

@@ -329,6 +329,63 @@ while :; do sleep 0.05; done`, log))
 	})
 }
 
+// SignalStrays reaches the processes that left the group, and leaves the
+// group to whoever ends it (the wrapper, in agent mode).
+func TestSignalStrays(t *testing.T) {
+	forEachHierarchy(t, func(t *testing.T, h *Hierarchy) {
+		cg, err := h.Create(testScope(t, h), "run1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cg.Kill(); cg.Wait(patience); cg.Remove() })
+		cmd, g, release := startGated(t, "setsid sleep 60 & sleep 60")
+		if err := cg.Add(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		release()
+		esc := escapee(t, cg, g.Pgid())
+		run := NewRun(g, cg)
+		n, err := run.SignalStrays(syscall.SIGTERM)
+		if err != nil || n != 1 {
+			t.Fatalf("SignalStrays reached %d processes, %v; want the setsid'ed sleep alone", n, err)
+		}
+		eventually(t, "the setsid'ed sleep gone", func() bool { return !esc.Alive() })
+		time.Sleep(100 * time.Millisecond)
+		if g.Empty() {
+			t.Fatal("SignalStrays ended the group too")
+		}
+		if n, err := NewRun(g, nil).SignalStrays(syscall.SIGTERM); n != 0 || err != nil {
+			t.Fatalf("without a cgroup SignalStrays = %d, %v; want 0, nil", n, err)
+		}
+	})
+}
+
+// RemoveScope removes an empty scope, and keeps one that holds a run.
+func TestRemoveScope(t *testing.T) {
+	forEachHierarchy(t, func(t *testing.T, h *Hierarchy) {
+		scope := testScope(t, h)
+		cg, err := h.Create(scope, "run1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.RemoveScope(scope); err == nil {
+			t.Fatal("a scope that holds a run's cgroup was removed")
+		}
+		if err := cg.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.RemoveScope(scope); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(h.Base(), parentDir, scope)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the scope is still there: %v", err)
+		}
+		if err := h.RemoveScope(scope); err != nil {
+			t.Fatalf("removing a scope that is gone: %v", err)
+		}
+	})
+}
+
 // Signal reaches every process of a cgroup, the setsid'ed one too.
 func TestCgroupSignal(t *testing.T) {
 	forEachHierarchy(t, func(t *testing.T, h *Hierarchy) {

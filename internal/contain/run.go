@@ -89,6 +89,22 @@ func (r *Run) Signal(sig syscall.Signal) error {
 	return gerr
 }
 
+// SignalStrays sends sig to the processes of the run's cgroup that left
+// its process group (setsid, setpgid), once each, and returns how many it
+// reached. The group is left alone: while a wrapper lives, it ends the
+// group itself (it tells the job's exit code), and a second SIGTERM would
+// run a job's trap twice. Without a cgroup there is nothing to reach.
+func (r *Run) SignalStrays(sig syscall.Signal) (int, error) {
+	if r.cg == nil {
+		return 0, nil
+	}
+	pgid := 0
+	if r.group != nil {
+		pgid = r.group.pgid
+	}
+	return r.cg.signalOutside(sig, pgid)
+}
+
 // Kill sends SIGKILL to every process of the run; with a cgroup, those that
 // left the group too, with no window for a fork to escape (see
 // Cgroup.Kill). It does not wait: Empty tells when they are gone.

@@ -116,21 +116,26 @@ var commandNotes = map[string][]string{
 		"The job runs only if this node is active: the admission is one ZooKeeper write that only the holder of the lock can pass, and the job runs under a lease that ends, with the job's whole process group, before any other node can become active. On any other node `hacron run` prints nothing and exits 0 (or `--skip-exit`), so cron sends no mail.",
 		"The job is executed directly (no shell: use `sh -c '...'` for shell syntax), in its own process group, with stdin, stdout and stderr inherited. TERM, INT, HUP, QUIT, USR1 and USR2 sent to `hacron run` are forwarded to the group. When the lease ends the group gets SIGTERM, then SIGKILL after the kill grace, and the run exits 123.",
 		"Slot claims: the run's record is named after its slot and created in the admission, so a slot runs once in the whole cluster. Claims are on in direct mode always, and in agent mode whenever `--wait`, `--slot` or `--schedule` is given; without them the active node runs every invocation. The default slot is the invocation time truncated to the minute (UTC); with `--schedule` it is the schedule's latest time not after now.",
-		"A non-root user's jobs are named `<user>.<job>` in ZooKeeper, so one user cannot claim or block another user's slots.",
+		"A non-root user's jobs are named `<user>:<job>` in ZooKeeper (`:` is in neither a user name nor a job name), so one user cannot claim or block another user's slots.",
+		"A disconnect from ZooKeeper stops admissions but does not end a running job: it ends at its lease deadline unless a renewal moves it. When the job's main process exits, what it left behind is ended before `hacron run` exits; where hacron runs as root with a writable cgroup hierarchy, every run has a cgroup of its own, so a process that left the group (setsid, a double fork) is ended too. The agent's answer is due within `--wait` + 10 s, else exit 125 and nothing runs.",
 	},
 	"agent": {
 		"The agent takes part in the cluster's leader election: the agent with the lowest election node leads, and is active while its lease is valid. It renews the lease with a quorum write every fifth of the granted session timeout T; a lease lasts T/2 from the moment its renewal was sent. It serves `hacron run`, `state` and `resign` on the socket (mode 0660).",
 		"SIGTERM or SIGINT stop it cleanly: no new job, running jobs end as on a lease loss, its election node is deleted and the session closed (the standby is active within milliseconds), `passive` is written to the state file, exit 0.",
-		"A second agent for the same pid file exits 0 at once, silently. The agent exits 125 when it cannot start: a bad configuration, no ZooKeeper session within the session timeout, a cluster of the other mode.",
+		"A second agent for the same pid file exits 0 at once, silently. ZooKeeper unreachable is no reason to exit: the agent writes `passive` to the state file first, stays up answering unknown, skips runs with a logged reason, and joins when ZooKeeper answers. It exits 125 only when it cannot start: a bad configuration, a cluster of the other mode, a cluster node owned by other credentials.",
+		"SIGHUP re-reads the configuration: log level and format, syslog settings and history change live; other changed settings are named in a warning (they need a restart). It never steps down for it. A detached agent logs to syslog when /dev/log exists, else to `--log-file` (default /var/log/hacron/<cluster>.log). Before it joins the election, it ends the runs a previous agent of this node left running and completes their records as `unknown`.",
 	},
 	"state": {
 		"For unknown (agent unreachable, no ZooKeeper session) nothing is printed on stdout and the reason goes to stderr: unknown never counts as active. In direct mode the answer comes from ZooKeeper: active while this node holds some job's lock.",
 	},
 	"resign": {
-		"Waits until the agent has ended its running jobs (they exit 123) and deleted its election node, then exits 0. On a passive node it takes the node out of the queue for the hold. Only root and the agent's own user may ask.",
+		"Waits until the agent has ended its running jobs (they exit 123) and deleted its election node, then exits 0. `--drain D` first stops admitting and lets running jobs end by themselves for up to D. `--hold 0` rejoins at once. A resign during a hold replaces the hold and says so. On a passive node it takes the node out of the queue for the hold. Only root and the agent's own user may ask.",
+	},
+	"rejoin": {
+		"Ends the hold of an earlier `hacron resign`: the agent joins the election again, behind the other candidates. Without a hold to end it exits 125 saying so. Only root and the agent's own user may ask.",
 	},
 	"status": {
-		"Read from ZooKeeper, so it works from any host: the cluster's mode, the agents in the election (the lowest is shown as active; whether its lease is still valid only `hacron state` on that node can tell), the fencing token, and every job's newest run records.",
+		"Read from ZooKeeper, so it works from any host: the cluster's mode, the agents in the election (the lowest is shown as active; whether its lease is still valid only `hacron state` on that node can tell), the fencing token, and every job's newest run records with their commands. `--job` shows one job, `--last N` at most N runs per job. A cluster that does not exist exits 1.",
 	},
 	"check": {
 		"Validates the config file, connects, and prints the granted session timeout, the lease and kill-grace arithmetic, the cluster's mode and members, whether ZooKeeper auth and TLS are in use, and what the local agent says. Warnings (such as no ZooKeeper auth) do not fail it.",

@@ -12,7 +12,7 @@ _hacron() {
         case $w in
         --)
             if [[ $cmd == run ]]; then job=$((i + 1)); break; fi ;;
-        --config|--zk|--cluster|--node|--session-timeout|--socket|--socket-group|--zk-auth-file|--zk-tls-ca|--zk-tls-cert|--zk-tls-key|--log-level|--log-format|--history|--syslog-facility|--syslog-level|--name|--wait|--slot|--schedule|--timeout|--kill-grace|--skip-exit|--nice|--state-file|--pid-file|--metrics-listen|--hold) ((i++)) ;;
+        --config|--zk|--cluster|--node|--session-timeout|--socket|--socket-group|--zk-auth-file|--zk-tls-ca|--zk-tls-cert|--zk-tls-key|--log-level|--log-format|--history|--syslog-facility|--syslog-level|--name|--wait|--slot|--schedule|--timeout|--kill-grace|--skip-exit|--nice|--state-file|--pid-file|--metrics-listen|--log-file|--hold|--drain|--job|--last|--rcron-conf) ((i++)) ;;
         -*) ;;
         *)
             if [[ -z $cmd ]]; then
@@ -33,10 +33,10 @@ _hacron() {
     fi
 
     case $prev in
-    --config|--socket|--zk-auth-file|--zk-tls-ca|--zk-tls-cert|--zk-tls-key|--state-file|--pid-file)
+    --config|--socket|--zk-auth-file|--zk-tls-ca|--zk-tls-cert|--zk-tls-key|--state-file|--pid-file|--log-file|--rcron-conf)
         _filedir
         return ;;
-    --zk|--cluster|--node|--session-timeout|--history|--syslog-facility|--syslog-level|--name|--wait|--slot|--schedule|--timeout|--kill-grace|--skip-exit|--nice|--metrics-listen|--hold)
+    --zk|--cluster|--node|--session-timeout|--history|--syslog-facility|--syslog-level|--name|--wait|--slot|--schedule|--timeout|--kill-grace|--skip-exit|--nice|--metrics-listen|--hold|--drain|--job|--last)
         :
         return ;;
     --socket-group)
@@ -55,16 +55,17 @@ _hacron() {
         local flags='-h --help --config --zk --cluster --node --session-timeout --socket --socket-group --direct --zk-auth-file --zk-world-read --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog --syslog-facility --syslog-level --version'
         case $cmd in
         run) flags+=' --name --wait --slot --schedule --no-overlap --timeout --kill-grace --skip-exit --nice' ;;
-        agent) flags+=' --state-file --detach --pid-file --metrics-listen' ;;
+        agent) flags+=' --state-file --detach --pid-file --metrics-listen --log-file' ;;
         state) flags+=' -q --quiet --json' ;;
-        resign) flags+=' --hold' ;;
-        status) flags+=' --json' ;;
+        resign) flags+=' --hold --drain' ;;
+        status) flags+=' --json --job --last' ;;
+        check) flags+=' --rcron-conf' ;;
         esac
         COMPREPLY=($(compgen -W "$flags" -- "$cur"))
         return
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'run agent state resign status check' -- "$cur"))
+        COMPREPLY=($(compgen -W 'run agent state resign rejoin status check' -- "$cur"))
     elif [[ $cmd == run ]]; then
         COMPREPLY=($(compgen -c -- "$cur"))
     fi

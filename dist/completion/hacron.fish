@@ -19,7 +19,7 @@ function __hacron_scan
                     echo job
                     return
                 end
-            case --config --zk --cluster --node --session-timeout --socket --socket-group --zk-auth-file --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog-facility --syslog-level --name --wait --slot --schedule --timeout --kill-grace --skip-exit --nice --state-file --pid-file --metrics-listen --hold
+            case --config --zk --cluster --node --session-timeout --socket --socket-group --zk-auth-file --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog-facility --syslog-level --name --wait --slot --schedule --timeout --kill-grace --skip-exit --nice --state-file --pid-file --metrics-listen --log-file --hold --drain --job --last --rcron-conf
                 set skip 1
             case '-*'
             case '*'
@@ -67,7 +67,7 @@ function __hacron_complete_job
                 continue
             end
             switch $tokens[$j]
-                case --config --zk --cluster --node --session-timeout --socket --socket-group --zk-auth-file --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog-facility --syslog-level --name --wait --slot --schedule --timeout --kill-grace --skip-exit --nice --state-file --pid-file --metrics-listen --hold
+                case --config --zk --cluster --node --session-timeout --socket --socket-group --zk-auth-file --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog-facility --syslog-level --name --wait --slot --schedule --timeout --kill-grace --skip-exit --nice --state-file --pid-file --metrics-listen --log-file --hold --drain --job --last --rcron-conf
                     set skip 1
                 case '-*'
                 case '*'
@@ -92,28 +92,29 @@ complete -c hacron -n '__hacron_is -' -a run -d 'Run a job if this node is activ
 complete -c hacron -n '__hacron_is -' -a agent -d 'Join the election and serve the local socket'
 complete -c hacron -n '__hacron_is -' -a state -d 'Print active or passive (exit 0 active, 1 passive, 2 unknown)'
 complete -c hacron -n '__hacron_is -' -a resign -d 'Ask the local agent to step down and stay out of the election for a while'
+complete -c hacron -n '__hacron_is -' -a rejoin -d 'End a resign\'s hold early: the local agent joins the election again'
 complete -c hacron -n '__hacron_is -' -a status -d 'Show the cluster: members, the active node, the fencing token, recent runs'
 complete -c hacron -n '__hacron_is -' -a check -d 'Check this node\'s setup: config, ZooKeeper, the lease arithmetic, the cluster'
 complete -c hacron -n 'not __hacron_job' -s h -l help -d 'Show context-sensitive help'
-complete -c hacron -n 'not __hacron_job' -l config -r -F -d 'Config file (default /etc/hacron/hacron.conf; a missing default file is fine)'
-complete -c hacron -n 'not __hacron_job' -l zk -x -d 'ZooKeeper servers, h1:2181,h2:2181[/chroot]'
-complete -c hacron -n 'not __hacron_job' -l cluster -x -d 'Cluster name'
+complete -c hacron -n 'not __hacron_job' -l config -r -F -d 'Config file (default: /etc/hacron/hacron.conf; a missing default file is fine)'
+complete -c hacron -n 'not __hacron_job' -l zk -x -d 'ZooKeeper servers, h1:2181,h2:2181[/chroot] (default: 127.0.0.1:2181)'
+complete -c hacron -n 'not __hacron_job' -l cluster -x -d 'Cluster name (default: default)'
 complete -c hacron -n 'not __hacron_job' -l node -x -d 'This node\'s id (default: the host name)'
-complete -c hacron -n 'not __hacron_job' -l session-timeout -x -d 'ZooKeeper session timeout to ask for'
-complete -c hacron -n 'not __hacron_job' -l socket -r -F -d 'Agent socket (default /run/hacron/<cluster>.sock)'
+complete -c hacron -n 'not __hacron_job' -l session-timeout -x -d 'ZooKeeper session timeout to ask for (default: 10s)'
+complete -c hacron -n 'not __hacron_job' -l socket -r -F -d 'Agent socket (default: /run/hacron/<cluster>.sock)'
 complete -c hacron -n 'not __hacron_job' -l socket-group -x -a '(__fish_complete_groups)' -d 'Group allowed to use the agent socket (mode 0660; default: the agent\'s own group)'
-complete -c hacron -n 'not __hacron_job' -l direct -d 'Direct mode: no agent, a ZooKeeper session per run'
-complete -c hacron -n 'not __hacron_job' -l zk-auth-file -r -F -d 'Digest credentials user:password (mode 0600)'
+complete -c hacron -n 'not __hacron_job' -l direct -d 'Direct mode: no agent, a ZooKeeper session per run (default: agent mode)'
+complete -c hacron -n 'not __hacron_job' -l zk-auth-file -r -F -d 'Digest credentials user:password (mode 0600; default: none)'
 complete -c hacron -n 'not __hacron_job' -l zk-world-read -d 'With --zk-auth-file: let anyone read hacron\'s nodes (monitoring)'
-complete -c hacron -n 'not __hacron_job' -l zk-tls-ca -r -F -d 'CA certificate for ZooKeeper TLS'
+complete -c hacron -n 'not __hacron_job' -l zk-tls-ca -r -F -d 'CA certificate for ZooKeeper TLS (default: plain TCP)'
 complete -c hacron -n 'not __hacron_job' -l zk-tls-cert -r -F -d 'Client certificate for ZooKeeper TLS'
 complete -c hacron -n 'not __hacron_job' -l zk-tls-key -r -F -d 'Client key for ZooKeeper TLS'
 complete -c hacron -n 'not __hacron_job' -l log-level -x -a 'debug info warn error' -d 'debug, info, warn or error (default: info; warn for run)'
-complete -c hacron -n 'not __hacron_job' -l log-format -x -a 'text json' -d 'text or json'
-complete -c hacron -n 'not __hacron_job' -l history -x -d 'Run records kept per job'
+complete -c hacron -n 'not __hacron_job' -l log-format -x -a 'text json' -d 'text or json (default: text)'
+complete -c hacron -n 'not __hacron_job' -l history -x -d 'Run records kept per job (default: 20)'
 complete -c hacron -n 'not __hacron_job' -l syslog -d 'Log to syslog instead of stderr'
-complete -c hacron -n 'not __hacron_job' -l syslog-facility -x -d 'Syslog facility (rcron\'s syslog_facility)'
-complete -c hacron -n 'not __hacron_job' -l syslog-level -x -d 'Lowest syslog priority logged (rcron\'s syslog_level)'
+complete -c hacron -n 'not __hacron_job' -l syslog-facility -x -d 'Syslog facility, rcron\'s syslog_facility (default: LOG_CRON)'
+complete -c hacron -n 'not __hacron_job' -l syslog-level -x -d 'Lowest syslog priority logged, rcron\'s syslog_level (default: LOG_INFO)'
 complete -c hacron -n 'not __hacron_job' -l version -d 'Print the version and exit'
 complete -c hacron -n '__hacron_is run' -a '(__fish_complete_command)'
 complete -c hacron -n '__hacron_is run' -l name -x -d 'Job identity (default: <command>-<first 8 hex of sha256 of argv>)'
@@ -129,7 +130,12 @@ complete -c hacron -n '__hacron_is agent' -l state-file -r -F -d 'Write active o
 complete -c hacron -n '__hacron_is agent' -l detach -d 'Run in the background; exit 0 at once if an agent of this cluster already runs here'
 complete -c hacron -n '__hacron_is agent' -l pid-file -r -F -d 'Pid file, locked while the agent runs (default: the socket path with .pid)'
 complete -c hacron -n '__hacron_is agent' -l metrics-listen -x -d 'Serve Prometheus metrics on ADDR (host:port) at /metrics'
+complete -c hacron -n '__hacron_is agent' -l log-file -r -F -d 'Log to this file (appended)'
 complete -c hacron -n '__hacron_is state' -s q -l quiet -d 'Print nothing; the exit code tells'
 complete -c hacron -n '__hacron_is state' -l json -d 'Print the state as JSON'
-complete -c hacron -n '__hacron_is resign' -l hold -x -d 'Stay out of the election this long'
+complete -c hacron -n '__hacron_is resign' -l hold -x -d 'Stay out of the election this long; 0 rejoins at once (default: 30s)'
+complete -c hacron -n '__hacron_is resign' -l drain -x -d 'First stop admitting and let running jobs end by themselves for up to D; what still runs then is terminated'
 complete -c hacron -n '__hacron_is status' -l json -d 'Print the status as JSON'
+complete -c hacron -n '__hacron_is status' -l job -x -d 'Only this job: a name as hacron run --name takes it (a non-root user\'s own job), or USER:JOB'
+complete -c hacron -n '__hacron_is status' -l last -x -d 'At most N runs per job, newest first; 0: every run kept (default: 0)'
+complete -c hacron -n '__hacron_is check' -l rcron-conf -r -F -d 'rcron\'s config, checked against hacron\'s for the rcron drop-in; a missing default file is fine (default: /etc/rcron/rcron.conf)'

@@ -139,7 +139,7 @@ func foreignChildren(zc *zkClient, g *globals) []string {
 	}
 	var out []string
 	for _, k := range kids {
-		if !candidateName.MatchString(k) {
+		if !candidateName().MatchString(k) {
 			out = append(out, k)
 		}
 	}

@@ -475,8 +475,11 @@ func newGUID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// candidateName is hacron's protected node name: _c_<guid>-n_<10 digits>.
-var candidateName = regexp.MustCompile(`^_c_([0-9a-f]{32})-n_([0-9]{10})$`)
+// candidateName is hacron's protected node name: _c_<guid>-n_<10 digits>;
+// compiled on first use, not at start-up, which every `hacron run` pays.
+var candidateName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^_c_([0-9a-f]{32})-n_([0-9]{10})$`)
+})
 
 type candidate struct {
 	name string
@@ -489,7 +492,7 @@ type candidate struct {
 func parseCandidates(children []string, skip map[string]bool) []candidate {
 	var out []candidate
 	for _, c := range children {
-		m := candidateName.FindStringSubmatch(c)
+		m := candidateName().FindStringSubmatch(c)
 		if m == nil || skip[c] {
 			continue
 		}

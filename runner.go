@@ -72,7 +72,7 @@ func (r *runCmd) Validate() error {
 	if len(r.Command) == 0 {
 		return errors.New("missing COMMAND: hacron run [options] -- COMMAND [ARG...]")
 	}
-	if r.Name != "" && !jobNameRE.MatchString(r.Name) {
+	if r.Name != "" && !validName(r.Name, maxJobName) {
 		return fmt.Errorf("bad job name %q: want 1-128 of A-Z a-z 0-9 . _ -", r.Name)
 	}
 	if r.SkipExit < 0 || r.SkipExit > 255 {

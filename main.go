@@ -121,16 +121,23 @@ func jobName(job string, uid int) (string, error) {
 func (g *globals) clusterRoot() string { return "/hacron/" + g.Cluster }
 
 type cli struct {
-	globals
+	runCLI
 
-	Version kong.VersionFlag `help:"Print the version and exit."`
-
-	Run    runCmd    `cmd:"" help:"Run a job if this node is active; skip it silently otherwise."`
 	Agent  agentCmd  `cmd:"" help:"Join the election and serve the local socket."`
 	State  stateCmd  `cmd:"" help:"Print active or passive (exit 0 active, 1 passive, 2 unknown)."`
 	Resign resignCmd `cmd:"" help:"Ask the local agent to step down and stay out of the election for a while."`
 	Status statusCmd `cmd:"" help:"Show the cluster: members, the active node, the fencing token, recent runs."`
 	Check  checkCmd  `cmd:"" help:"Check this node's setup: config, ZooKeeper, the lease arithmetic, the cluster."`
+}
+
+// runCLI is the grammar of `hacron run` alone (see parseArgs); cli adds
+// the other commands to it.
+type runCLI struct {
+	globals
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+
+	Run runCmd `cmd:"" help:"Run a job if this node is active; skip it silently otherwise."`
 }
 
 func main() {
@@ -200,19 +207,7 @@ func run(args []string) int {
 		printError(os.Stderr, err)
 		return failCode
 	}
-	var c cli
-	parser, err := kong.New(&c,
-		kong.Name("hacron"),
-		kong.Description("Highly available cron jobs with ZooKeeper: a job runs only on the node that holds the lock."),
-		kong.Vars{"version": version, "default_config": defaultConfigPath},
-		kong.Resolvers(cfg.resolver()),
-		kong.Exit(func(code int) { os.Exit(code) }),
-	)
-	if err != nil {
-		printError(os.Stderr, err)
-		return exitUsage
-	}
-	kctx, err := parser.Parse(args)
+	kctx, g, err := parseArgs(args, cfg)
 	if err != nil {
 		printError(os.Stderr, withHint(err, "see 'hacron --help'"))
 		return failCode
@@ -220,7 +215,7 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
-	err = kctx.Run(&c.globals)
+	err = kctx.Run(g)
 	if err != nil {
 		if code, ok := isExit(err); ok {
 			return code
@@ -229,6 +224,55 @@ func run(args []string) int {
 		return exitCodeOf(err, exitUsage)
 	}
 	return 0
+}
+
+// parseArgs parses the command line. A `hacron run` line is parsed with
+// the run command's grammar alone: kong builds its model of every command
+// on each start, and that model of all commands costs a skipped run more
+// than its whole conversation with the agent (docs/performance.md).
+// Whatever the run grammar refuses, and any request for help, is parsed
+// with the whole grammar, so that help and errors are the same.
+func parseArgs(args []string, cfg *config) (*kong.Context, *globals, error) {
+	if runOnly(args) {
+		var c runCLI
+		if kctx, err := parseWith(&c, args, cfg); err == nil {
+			return kctx, &c.globals, nil
+		}
+	}
+	var c cli
+	kctx, err := parseWith(&c, args, cfg)
+	return kctx, &c.globals, err
+}
+
+func parseWith(grammar any, args []string, cfg *config) (*kong.Context, error) {
+	parser, err := kong.New(grammar,
+		kong.Name("hacron"),
+		kong.Description("Highly available cron jobs with ZooKeeper: a job runs only on the node that holds the lock."),
+		kong.Vars{"version": version, "default_config": defaultConfigPath},
+		kong.Resolvers(cfg.resolver()),
+		kong.Exit(func(code int) { os.Exit(code) }),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return parser.Parse(args)
+}
+
+// runOnly says whether the run grammar may parse args: they name the run
+// command and ask for no help before the job's own arguments.
+func runOnly(args []string) bool {
+	run := false
+	for _, a := range args {
+		switch a {
+		case "--":
+			return run
+		case "-h", "--help":
+			return false
+		case "run":
+			run = true
+		}
+	}
+	return run
 }
 
 // isCheck says whether the command line is `hacron check`.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -64,26 +63,5 @@ func TestMetricsFamiliesSorted(t *testing.T) {
 	want := "hacron_active hacron_admission_seconds hacron_lease_remaining_seconds hacron_run_duration_seconds hacron_runs_total hacron_state_transitions_total hacron_zk_session_state"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("families %s, want %s", got, want)
-	}
-}
-
-// validName accepts exactly what the contract's patterns accept.
-func TestValidName(t *testing.T) {
-	for _, c := range []struct {
-		max     int
-		pattern string
-	}{
-		{maxClusterName, `^[A-Za-z0-9._-]{1,64}$`},
-		{maxJobName, `^[A-Za-z0-9._-]{1,128}$`},
-	} {
-		re := regexp.MustCompile(c.pattern)
-		for _, s := range []string{
-			"", "a", "A.z_0-9", strings.Repeat("x", c.max), strings.Repeat("x", c.max+1),
-			"a b", "a/b", "é", "a\n", "..", "-", "a\x00", "backup-1a2b3c4d", "root.nightly",
-		} {
-			if got, want := validName(s, c.max), re.MatchString(s); got != want {
-				t.Errorf("validName(%q, %d) = %v, the pattern says %v", s, c.max, got, want)
-			}
-		}
 	}
 }

@@ -463,6 +463,11 @@ func (c *zkClient) abs(p string) string {
 // nodes; existing nodes are fine.
 func (c *zkClient) ensurePath(conn *zk.Conn, p string) error {
 	full := c.abs(p)
+	// Nearly always the path is there: one request rather than a create
+	// per component, on every direct-mode run.
+	if ok, _, err := conn.Exists(full); err == nil && ok {
+		return nil
+	}
 	for i := 1; i <= len(full); i++ {
 		if i < len(full) && full[i] != '/' {
 			continue

@@ -98,8 +98,9 @@ chaos: zookeeper
 	$(GO) test -count=1 -run 'TestIntegration_Chaos$$' -v -timeout 0 . -args -hacron.chaos=$(CHAOS) -hacron.seed=$(SEED) $(CHAOSFLAGS)
 
 # The figures users compare with: a markdown table and the machine.
+# BENCHREF=path/to/an/older/hacron measures it beside this build.
 bench: zookeeper
-	$(GO) test -count=1 -run 'TestBenchReport$$' -v -timeout 0 . -args -hacron.bench
+	$(GO) test -count=1 -run 'TestBenchReport$$' -v -timeout 0 . -args -hacron.bench $(if $(BENCHREF),-hacron.benchref=$(BENCHREF))
 
 # The README's first command: two agents on a local ZooKeeper, a failover.
 demo: zookeeper build

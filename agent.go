@@ -271,7 +271,12 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 	a.history.Store(int64(g.History))
 	a.el = newElection(zc, electionConfig{Parent: root + "/election", ID: g.Node, Version: version}, log)
 	a.adm = newAdmitter(a.el, zc, root, g.Node, log)
-	a.metrics = newMetrics(a)
+	a.metrics = newMetrics(a.el.Status, zc.snapshot, func() time.Time {
+		if ns := a.noSession.Load(); ns != 0 {
+			return time.Unix(0, ns)
+		}
+		return time.Time{}
+	})
 	a.adm.onGate = func(d time.Duration) { a.metrics.admission.Observe(d.Seconds()) }
 	if opts.Metrics != "" {
 		mln, err := a.metrics.serve(opts.Metrics)

@@ -24,9 +24,12 @@ import (
 
 var (
 	benchOn = flag.Bool("hacron.bench", false, "print the benchmark table (make bench)")
-	benchN  = flag.Int("hacron.benchn", 500, "runs per admission-overhead row")
+	benchN  = flag.Int("hacron.benchn", 200, "runs per start-up row")
 	benchF  = flag.Int("hacron.benchf", 20, "trials per failover row")
 	benchL  = flag.Int("hacron.benchl", 1000, "concurrent runs in the load row")
+	// A hacron built from an earlier commit: its rows are measured in the
+	// same rounds, so that before and after compare on one machine state.
+	benchRef = flag.String("hacron.benchref", "", "reference hacron binary measured beside this one")
 )
 
 // percentiles returns p50, p99 and max of ds.
@@ -38,26 +41,6 @@ func percentiles(ds []time.Duration) (p50, p99, top time.Duration) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
-
-// timeRuns runs argv n times, one after the other, and returns each
-// wall-clock time.
-func timeRuns(t *testing.T, n int, env []string, argv ...string) []time.Duration {
-	var out []time.Duration
-	for i := range n {
-		args := slices.Clone(argv)
-		for j, a := range args {
-			args[j] = strings.ReplaceAll(a, "{i}", strconv.Itoa(i))
-		}
-		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Env = env
-		t0 := time.Now()
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		out = append(out, time.Since(t0))
-	}
-	return out
-}
 
 func TestBenchReport(t *testing.T) {
 	if !*benchOn {
@@ -72,7 +55,7 @@ func TestBenchReport(t *testing.T) {
 	var rows [][]string
 	row := func(cells ...string) { rows = append(rows, cells) }
 
-	// 1. Admission overhead.
+	// 1. Start-up and admission cost, interleaved.
 	env := hacronEnv(t, ens.ConnectString(), clusterName(t))
 	envT := func(T string) []string {
 		e := slices.Clone(env)
@@ -88,26 +71,11 @@ func TestBenchReport(t *testing.T) {
 	waitBinState(t, a.sock, "active")
 	b := startBinAgent(t, bin, env, "node-b", filepath.Join(dir, "b.sock"))
 	waitBinState(t, b.sock, "passive")
-	if n := *benchN; n > 0 {
-		base := timeRuns(t, n, env, "/bin/true")
-		b50, b99, _ := percentiles(base)
-		row("`true` alone", ms(b50), ms(b99), "")
-		for _, c := range []struct {
-			name string
-			env  []string
-			argv []string
-		}{
-			{"agent mode, active: `hacron run -- true`", env, []string{bin, "run", "--socket", a.sock, "--", "/bin/true"}},
-			{"agent mode, skipped (passive node)", env, []string{bin, "run", "--socket", b.sock, "--", "/bin/true"}},
-			{"direct mode, runs (a new slot each)", env, []string{bin, "run", "--direct", "--cluster", "bench-direct", "--slot", "s{i}", "--", "/bin/true"}},
-			{"direct mode, skipped (slot taken)", env, []string{bin, "run", "--direct", "--cluster", "bench-direct", "--slot", "s0", "--", "/bin/true"}},
-		} {
-			ds := timeRuns(t, n, c.env, c.argv...)
-			p50, p99, _ := percentiles(ds)
-			row(c.name, ms(p50), ms(p99), "+"+ms(p50-b50)+" over `true` (p50)")
-		}
+	var startup []startupRow
+	if *benchN > 0 {
+		startup = benchStartup(t, dir, bin, env, a.sock, b.sock)
 	}
-	t.Logf("admission overhead done")
+	t.Logf("start-up cost done")
 
 	// 2. Failover: from the event to the standby answering active,
 	// polled over its socket every millisecond.
@@ -168,69 +136,16 @@ func TestBenchReport(t *testing.T) {
 	}
 	t.Logf("failover done")
 
-	// 3. Load: concurrent `hacron run -- sleep 2` on one agent.
-	L := *benchL
-	lenv := append(slices.Clone(env), "HACRON_CLUSTER="+clusterName(t))
-	la := startBinAgent(t, bin, lenv, "load", filepath.Join(dir, "load.sock"))
-	waitBinState(t, la.sock, "active")
-	// Starts are paced (at most 32 wrappers starting at once, a slot
-	// freed when its job has started): a thousand Go processes starting at
-	// the same instant on two cores starve ZooKeeper, on the same host here,
-	// past the lease, and hacron then rightly ends the jobs (exit 123).
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	ok, running, peak := 0, 0, 0
-	failures := map[string]int{}
-	starting := make(chan struct{}, 32)
-	var lastStart time.Time
-	t0 := time.Now()
-	for i := range L {
-		wg.Add(1)
-		starting <- struct{}{}
-		go func() {
-			defer wg.Done()
-			cmd := exec.Command(bin, "run", "--socket", la.sock, "--name", "load"+strconv.Itoa(i%20), "--", "sh", "-c", "echo started; exec sleep 2")
-			cmd.Env = lenv
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, _ := cmd.StdoutPipe()
-			if err := cmd.Start(); err != nil {
-				<-starting
-				return
-			}
-			first := make([]byte, 8)
-			n, _ := out.Read(first)
-			<-starting
-			mu.Lock()
-			if n > 0 {
-				running++
-				peak = max(peak, running)
-				lastStart = time.Now()
-			}
-			mu.Unlock()
-			_, _ = io.Copy(io.Discard, out) // drained so that Wait returns; Wait tells how it went
-			err := cmd.Wait()
-			mu.Lock()
-			defer mu.Unlock()
-			if n > 0 {
-				running--
-			}
-			if err == nil {
-				ok++
-			} else {
-				failures[strings.TrimSpace(stderr.String())+" ("+err.Error()+")"]++
-			}
-		}()
+	// 3. Load: concurrent `hacron run -- sleep 2` on one agent, and the
+	// agent's memory idle and under that load.
+	for i, lb := range []struct{ name, bin string }{{"", bin}, {" (reference)", *benchRef}} {
+		if lb.bin == "" {
+			continue
+		}
+		r := benchLoad(t, lb.bin, env, filepath.Join(dir, fmt.Sprintf("load%d.sock", i)))
+		row(fmt.Sprintf("load%s: %d `hacron run -- sleep 2` on one agent", lb.name, *benchL), fmt.Sprintf("%d/%d completed", r.ok, *benchL),
+			fmt.Sprintf("%.0f admissions/s", r.admitRate), fmt.Sprintf("agent RSS %s idle, peak %s (target at most 26 MB); up to %d jobs at once", r.idleRSS, r.peakRSS, r.peak))
 	}
-	wg.Wait()
-	admitRate := float64(L) / max(lastStart.Sub(t0).Seconds(), 0.001)
-	rss := vmHWM(la.cmd.Process.Pid)
-	for f, n := range failures {
-		t.Logf("load: %d runs failed: %s", n, f)
-	}
-	row(fmt.Sprintf("load: %d `hacron run -- sleep 2` on one agent", L), fmt.Sprintf("%d/%d completed", ok, L),
-		fmt.Sprintf("%.0f admissions/s", admitRate), fmt.Sprintf("agent peak RSS %s; up to %d jobs at once", rss, peak))
-	la.stop()
 
 	// 4. Herd: 50 candidates, watch notifications per leader change.
 	parent := testParent(t)
@@ -258,6 +173,9 @@ func TestBenchReport(t *testing.T) {
 
 	var out strings.Builder
 	fmt.Fprintf(&out, "machine: %s, %d cores, %s, %s, ZooKeeper 3.8.0 (Debian) on loopback\n\n", cpuModel(), runtime.NumCPU(), kernel(), runtime.Version())
+	if len(startup) > 0 {
+		writeStartup(&out, startup)
+	}
 	fmt.Fprintf(&out, "| measure | p50 / result | p99 / max | note |\n|---|---|---|---|\n")
 	for _, r := range rows {
 		for len(r) < 4 {
@@ -329,14 +247,24 @@ func waitBinState(t *testing.T, sock, want string) {
 	waitFor(t, 30*time.Second, sock+" "+want, func() bool { return binState(sock) == want })
 }
 
-// vmHWM is a process's peak resident set size.
-func vmHWM(pid int) string {
+// procStatus is a memory figure of /proc/<pid>/status (VmRSS, VmHWM) in MB.
+func procStatus(pid int, field string) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			return fmt.Sprintf("%.1f MB", float64(kb)/1024)
 		}
+	}
+	return "?"
+}
+
+// loadAvg is the machine's 1-minute load average: the start-up rows mean
+// little on a machine busy with other work.
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
 	}
 	return "?"
 }
@@ -364,4 +292,228 @@ func kernel() string {
 		b = append(b, byte(c))
 	}
 	return "Linux " + string(b)
+}
+
+// startupRow is one command of the start-up table and its times: wall
+// clock, and CPU (user and system, the process and the children it waited
+// for), which a machine shared with other work disturbs less.
+type startupRow struct {
+	name, note string
+	argv       []string
+	ds, cpu    []time.Duration
+}
+
+// floorPrograms are built by the bench as baselines: what any Go program
+// costs to start, and what a Go program costs that does no more than a
+// skipped run must (connect to the agent's socket, one line each way).
+var floorPrograms = map[string]string{
+	"empty": "package main\n\nfunc main() {}\n",
+	"sockclient": `package main
+
+import (
+	"bufio"
+	"net"
+	"os"
+)
+
+func main() {
+	c, err := net.Dial("unix", os.Args[1])
+	if err != nil {
+		os.Exit(1)
+	}
+	c.Write([]byte("{\"v\":1,\"op\":\"state\"}\n"))
+	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+		os.Exit(1)
+	}
+}
+`,
+}
+
+func buildFloor(t *testing.T, dir, name string) string {
+	src := filepath.Join(dir, "floor-"+name)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for f, text := range map[string]string{"go.mod": "module floor\n\ngo 1.26\n", "main.go": floorPrograms[name]} {
+		if err := os.WriteFile(filepath.Join(src, f), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
+// benchStartup times the commands a crontab line costs, in rounds: every
+// round runs each command once, starting at a different one, so that the
+// machine's ups and downs fall on all rows alike. The ratios compare rows
+// of the same rounds.
+func benchStartup(t *testing.T, dir, bin string, env []string, activeSock, passiveSock string) []startupRow {
+	empty, sockClient := buildFloor(t, dir, "empty"), buildFloor(t, dir, "sockclient")
+	rows := []startupRow{
+		{name: "`/bin/true`", argv: []string{"/bin/true"}},
+		{name: "`sh -c true` (rcron's active path runs the job through sh)", argv: []string{"/bin/sh", "-c", "true"}},
+		{name: "empty Go program", argv: []string{empty}},
+		{name: "Go program: connect to the agent, one line each way", argv: []string{sockClient, passiveSock}},
+	}
+	hacronRows := func(label, bin, direct string) {
+		// The targets are this build's; a reference row gets none.
+		target := func(s string) string {
+			if label != "" {
+				return ""
+			}
+			return s
+		}
+		rows = append(rows,
+			startupRow{name: "`hacron --version`" + label, argv: []string{bin, "--version"}},
+			startupRow{name: "`hacron run -- true`, skipped (passive agent)" + label, note: target("target at most 3x `/bin/true`"),
+				argv: []string{bin, "run", "--socket", passiveSock, "--", "/bin/true"}},
+			startupRow{name: "`hacron run -- true`, admitted (active agent)" + label, note: target("target at most 2x `sh -c true`"),
+				argv: []string{bin, "run", "--socket", activeSock, "--", "/bin/true"}},
+			startupRow{name: "direct mode, runs (a new slot each)" + label, note: target("target at most 0.7x the reference"),
+				argv: []string{bin, "run", "--direct", "--cluster", direct, "--slot", "s{i}", "--", "/bin/true"}},
+			startupRow{name: "direct mode, skipped (slot taken)" + label,
+				argv: []string{bin, "run", "--direct", "--cluster", direct, "--slot", "s-1", "--", "/bin/true"}},
+		)
+	}
+	hacronRows("", bin, "bench-direct")
+	if *benchRef != "" {
+		hacronRows(" (reference)", *benchRef, "bench-direct-ref")
+	}
+	run := func(r *startupRow, i int) (wall, cpu time.Duration) {
+		args := slices.Clone(r.argv)
+		for j, a := range args {
+			args[j] = strings.ReplaceAll(a, "{i}", strconv.Itoa(i))
+		}
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = env
+		t0 := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		wall = time.Since(t0)
+		return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	// One round unmeasured: the page cache holds every binary, and the
+	// direct rows' slot s-1 is taken.
+	for i := range rows {
+		run(&rows[i], -1)
+	}
+	for n := range *benchN {
+		for k := range rows {
+			r := &rows[(n+k)%len(rows)]
+			wall, cpu := run(r, n)
+			r.ds, r.cpu = append(r.ds, wall), append(r.cpu, cpu)
+		}
+	}
+	return rows
+}
+
+// writeStartup prints the start-up table: wall-clock p50 and p90, CPU
+// p50, and each row's wall-clock p50 as a multiple of the baselines' (the
+// first three rows).
+func writeStartup(w io.Writer, rows []startupRow) {
+	p50 := func(r startupRow) time.Duration { p, _, _ := percentiles(r.ds); return p }
+	p90 := func(r startupRow) time.Duration {
+		s := slices.Clone(r.ds)
+		slices.Sort(s)
+		return s[len(s)*9/10]
+	}
+	cpu50 := func(r startupRow) time.Duration { p, _, _ := percentiles(r.cpu); return p }
+	byName := map[string]time.Duration{}
+	for _, r := range rows {
+		byName[r.name] = p50(r)
+	}
+	x := func(d, base time.Duration) string { return fmt.Sprintf("%.2fx", float64(d)/float64(base)) }
+	fmt.Fprintf(w, "Start-up: %d rounds, each command once per round; load average %s\n\n", len(rows[0].ds), loadAvg())
+	fmt.Fprintf(w, "| command | p50 | p90 | CPU p50 | x `/bin/true` | x `sh -c true` | x empty Go | note |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		d := p50(r)
+		note := r.note
+		if ref, ok := byName[r.name+" (reference)"]; ok {
+			note = strings.TrimLeft(note+"; "+x(d, ref)+" the reference", "; ")
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.name, ms(d), ms(p90(r)), ms(cpu50(r)),
+			x(d, p50(rows[0])), x(d, p50(rows[1])), x(d, p50(rows[2])), note)
+	}
+	fmt.Fprintln(w)
+}
+
+// loadResult is the load row of one agent binary.
+type loadResult struct {
+	ok, peak         int
+	admitRate        float64
+	idleRSS, peakRSS string
+}
+
+// benchLoad starts an agent of bin in a cluster of its own and runs
+// -hacron.benchl concurrent `hacron run -- sleep 2` against it.
+func benchLoad(t *testing.T, bin string, env []string, sock string) loadResult {
+	L := *benchL
+	lenv := append(slices.Clone(env), "HACRON_CLUSTER="+clusterName(t))
+	la := startBinAgent(t, bin, lenv, "load", sock)
+	waitBinState(t, la.sock, "active")
+	defer la.stop()
+	// Idle: active, its session and lease settled, nothing run yet.
+	time.Sleep(2 * time.Second)
+	idle := procStatus(la.cmd.Process.Pid, "VmRSS")
+	// Starts are paced (at most 32 wrappers starting at once, a slot
+	// freed when its job has started): a thousand Go processes starting at
+	// the same instant on two cores starve ZooKeeper, on the same host here,
+	// past the lease, and hacron then rightly ends the jobs (exit 123).
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, running, peak := 0, 0, 0
+	failures := map[string]int{}
+	starting := make(chan struct{}, 32)
+	var lastStart time.Time
+	t0 := time.Now()
+	for i := range L {
+		wg.Add(1)
+		starting <- struct{}{}
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(bin, "run", "--socket", la.sock, "--name", "load"+strconv.Itoa(i%20), "--", "sh", "-c", "echo started; exec sleep 2")
+			cmd.Env = lenv
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				<-starting
+				return
+			}
+			first := make([]byte, 8)
+			n, _ := out.Read(first)
+			<-starting
+			mu.Lock()
+			if n > 0 {
+				running++
+				peak = max(peak, running)
+				lastStart = time.Now()
+			}
+			mu.Unlock()
+			io.Copy(io.Discard, out)
+			err := cmd.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			if n > 0 {
+				running--
+			}
+			if err == nil {
+				ok++
+			} else {
+				failures[strings.TrimSpace(stderr.String())+" ("+err.Error()+")"]++
+			}
+		}()
+	}
+	wg.Wait()
+	for f, n := range failures {
+		t.Logf("load: %d runs failed: %s", n, f)
+	}
+	return loadResult{ok: ok, peak: peak, admitRate: float64(L) / max(lastStart.Sub(t0).Seconds(), 0.001),
+		idleRSS: idle, peakRSS: procStatus(la.cmd.Process.Pid, "VmHWM")}
 }

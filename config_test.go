@@ -127,7 +127,7 @@ func TestJobNames(t *testing.T) {
 			t.Errorf("job name %q: %v", good, err)
 		}
 	}
-	if jobNameRE.MatchString(jobUserSep) || userPartRE.MatchString(jobUserSep) {
+	if validName(jobUserSep, maxJobName) || validUserPart(jobUserSep) {
 		t.Fatalf("the separator %q fits a job or a user name", jobUserSep)
 	}
 	if n, err := jobName("backup", 0); err != nil || n != "backup" {
@@ -140,12 +140,12 @@ func TestJobNames(t *testing.T) {
 		t.Errorf("a user's long job: %q %v", n, err)
 	}
 	for _, u := range []string{"alice", "alice.bob", "ALICE@AD.EXAMPLE", `DOMAIN\alice`, "65534"} {
-		if !userPartRE.MatchString(u) {
+		if !validUserPart(u) {
 			t.Errorf("user name %q refused", u)
 		}
 	}
 	for _, u := range []string{"", "a/b", "a:b", "a\nb", "a\x7fb", "\xff", strings.Repeat("u", 65)} {
-		if userPartRE.MatchString(u) {
+		if validUserPart(u) {
 			t.Errorf("user name %q accepted", u)
 		}
 	}

@@ -144,13 +144,13 @@ func startWatchdog(kill string) (*os.File, error) {
 		return nil, err
 	}
 	defer devnull.Close()
-	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", watchdogWait + kill, "hacron-watchdog"},
-		&os.ProcAttr{Files: []*os.File{devnull, devnull, devnull, rd}, Sys: &syscall.SysProcAttr{Setsid: true}})
+	// syscall.ForkExec, as for the shim (startShim): nothing waits for it.
+	_, err = syscall.ForkExec("/bin/sh", []string{"sh", "-c", watchdogWait + kill, "hacron-watchdog"},
+		&syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{devnull.Fd(), devnull.Fd(), devnull.Fd(), rd.Fd()}, Sys: &syscall.SysProcAttr{Setsid: true}})
 	if err != nil {
 		wr.Close()
-		return nil, fmt.Errorf("watchdog: %w", err)
+		return nil, fmt.Errorf("watchdog: %w", &os.PathError{Op: "fork/exec", Path: "/bin/sh", Err: err})
 	}
-	p.Release()
 	return wr, nil
 }
 

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -88,11 +87,26 @@ type globals struct {
 	SyslogLevel    string        `name:"syslog-level" placeholder:"LEVEL" env:"HACRON_SYSLOG_LEVEL" default:"LOG_INFO" help:"Lowest syslog priority logged, rcron's syslog_level (default: ${default})."`
 }
 
-// Names the contract allows (docs/contract.md, "Global options").
-var (
-	clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	jobNameRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+// Names the contract allows: 1 to maxClusterName (maxJobName) of
+// A-Z a-z 0-9 . _ -.
+const (
+	maxClusterName = 64
+	maxJobName     = 128
 )
+
+// validName checks a name by hand: the equivalent regular expressions,
+// compiled at start-up, cost every run more than the rest of its parsing.
+func validName(s string, max int) bool {
+	if len(s) < 1 || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // onlyDots: "." and ".." are not node names ZooKeeper takes, and a name of
 // dots alone says nothing; both are refused up front.
@@ -101,7 +115,7 @@ func onlyDots(s string) bool { return strings.Trim(s, ".") == "" }
 // AfterApply fills in the defaults that depend on other options and checks
 // the names.
 func (g *globals) AfterApply() error {
-	if !clusterNameRE.MatchString(g.Cluster) || onlyDots(g.Cluster) {
+	if !validName(g.Cluster, maxClusterName) || onlyDots(g.Cluster) {
 		return fmt.Errorf("bad cluster name %q: want 1-64 of A-Z a-z 0-9 . _ -, not only dots", g.Cluster)
 	}
 	if g.Node == "" {
@@ -140,7 +154,7 @@ func (g *globals) zkConfig() zkConfig {
 
 // checkJobName checks a job name as given (--name, --job).
 func checkJobName(job string) error {
-	if !jobNameRE.MatchString(job) || onlyDots(job) {
+	if !validName(job, maxJobName) || onlyDots(job) {
 		return fmt.Errorf("bad job name %q: want 1-128 of A-Z a-z 0-9 . _ -, not only dots", job)
 	}
 	return nil
@@ -152,10 +166,24 @@ func checkJobName(job string) error {
 // alice:bob.x, alice.bob's "x" is alice.bob:x.
 const jobUserSep = ":"
 
-// userPartRE is what a user name may be to prefix a job name: anything a
-// ZooKeeper node name takes, except "/" and the separator. An invalid
-// UTF-8 byte reads as U+FFFD, which is refused with ZooKeeper's own range.
-var userPartRE = regexp.MustCompile(`^[^/:\x00-\x1f\x7f-\x9f\x{d800}-\x{f8ff}\x{fff0}-\x{ffff}]{1,64}$`)
+// validUserPart says whether a user name may prefix a job name: 1 to 64
+// characters of anything a ZooKeeper node name takes, except "/" and the
+// separator. An invalid UTF-8 byte reads as U+FFFD, which is refused with
+// ZooKeeper's own range. Checked by hand: a regular expression would be
+// compiled at every start of every `hacron run`.
+func validUserPart(s string) bool {
+	n := 0
+	for _, r := range s {
+		n++
+		switch {
+		case r == '/' || r == ':',
+			r <= 0x1f, r >= 0x7f && r <= 0x9f,
+			r >= 0xd800 && r <= 0xf8ff, r >= 0xfff0 && r <= 0xffff:
+			return false
+		}
+	}
+	return n >= 1 && n <= 64
+}
 
 // jobName is the job's name in ZooKeeper: a non-root user's jobs carry the
 // user's name, so that one user cannot claim or block another's slots. The
@@ -168,7 +196,7 @@ func jobName(job string, uid int) (string, error) {
 		return job, nil
 	}
 	user := userName(uid)
-	if !userPartRE.MatchString(user) {
+	if !validUserPart(user) {
 		return "", fmt.Errorf("user name %q cannot prefix a job name: 1-64 characters, no / or : or control characters", user)
 	}
 	return user + jobUserSep + job, nil
@@ -178,17 +206,24 @@ func jobName(job string, uid int) (string, error) {
 func (g *globals) clusterRoot() string { return "/hacron/" + g.Cluster }
 
 type cli struct {
-	globals
+	runCLI
 
-	Version kong.VersionFlag `help:"Print the version and exit."`
-
-	Run    runCmd    `cmd:"" help:"Run a job if this node is active; skip it silently otherwise."`
 	Agent  agentCmd  `cmd:"" help:"Join the election and serve the local socket."`
 	State  stateCmd  `cmd:"" help:"Print active or passive (exit 0 active, 1 passive, 2 unknown)."`
 	Resign resignCmd `cmd:"" help:"Ask the local agent to step down and stay out of the election for a while."`
 	Rejoin rejoinCmd `cmd:"" help:"End a resign's hold early: the local agent joins the election again."`
 	Status statusCmd `cmd:"" help:"Show the cluster: members, the active node, the fencing token, recent runs."`
 	Check  checkCmd  `cmd:"" help:"Check this node's setup: config, ZooKeeper, the lease arithmetic, the cluster."`
+}
+
+// runCLI is the grammar of `hacron run` alone (see parseArgs); cli adds
+// the other commands to it.
+type runCLI struct {
+	globals
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+
+	Run runCmd `cmd:"" help:"Run a job if this node is active; skip it silently otherwise."`
 }
 
 func main() {
@@ -237,8 +272,8 @@ func rcronMain(args []string) int {
 
 // newParser is hacron's command line model: run parses with it, and the
 // man page and the shell completions are generated from it.
-func newParser(c *cli, options ...kong.Option) (*kong.Kong, error) {
-	return kong.New(c, append([]kong.Option{
+func newParser(grammar any, options ...kong.Option) (*kong.Kong, error) {
+	return kong.New(grammar, append([]kong.Option{
 		kong.Name("hacron"),
 		kong.Description("Highly available cron jobs with ZooKeeper: a job runs only on the node that holds the lock."),
 		kong.Vars{"version": version, "default_config": defaultConfigPath, "rcron_config": rcronDefaultConfig},
@@ -281,16 +316,7 @@ func runWith(args []string, lower *config) int {
 	if lower != nil {
 		cfg.over(lower)
 	}
-	var c cli
-	parser, err := newParser(&c,
-		kong.Resolvers(cfg.resolver()),
-		kong.Exit(func(code int) { os.Exit(code) }),
-	)
-	if err != nil {
-		printError(os.Stderr, err)
-		return exitUsage
-	}
-	kctx, err := parser.Parse(args)
+	kctx, g, err := parseArgs(args, cfg)
 	if err != nil {
 		if ce := (*configError)(nil); errors.As(err, &ce) {
 			printError(os.Stderr, ce)
@@ -304,7 +330,7 @@ func runWith(args []string, lower *config) int {
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(cfg)
 	kctx.Bind(reloadFunc(func() (*cli, error) { return reparse(args, lower) }))
-	err = kctx.Run(&c.globals)
+	err = kctx.Run(g)
 	if err != nil {
 		if code, ok := isExit(err); ok {
 			return code
@@ -339,6 +365,49 @@ func reparse(args []string, lower *config) (*cli, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// parseArgs parses the command line. A `hacron run` line is parsed with
+// the run command's grammar alone: kong builds its model of every command
+// on each start, and that model of all commands costs a skipped run more
+// than its whole conversation with the agent (docs/performance.md).
+// Whatever the run grammar refuses, and any request for help, is parsed
+// with the whole grammar, so that help and errors are the same.
+func parseArgs(args []string, cfg *config) (*kong.Context, *globals, error) {
+	if runOnly(args) {
+		var c runCLI
+		if kctx, err := parseWith(&c, args, cfg); err == nil {
+			return kctx, &c.globals, nil
+		}
+	}
+	var c cli
+	kctx, err := parseWith(&c, args, cfg)
+	return kctx, &c.globals, err
+}
+
+func parseWith(grammar any, args []string, cfg *config) (*kong.Context, error) {
+	parser, err := newParser(grammar, kong.Resolvers(cfg.resolver()), kong.Exit(func(code int) { os.Exit(code) }))
+	if err != nil {
+		return nil, err
+	}
+	return parser.Parse(args)
+}
+
+// runOnly says whether the run grammar may parse args: they name the run
+// command and ask for no help before the job's own arguments.
+func runOnly(args []string) bool {
+	run := false
+	for _, a := range args {
+		switch a {
+		case "--":
+			return run
+		case "-h", "--help":
+			return false
+		case "run":
+			run = true
+		}
+	}
+	return run
 }
 
 // isCheck says whether the command line is `hacron check`.

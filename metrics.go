@@ -1,24 +1,34 @@
 package main
 
-// Prometheus metrics of the agent (--metrics-listen).
+// Prometheus metrics of the agent (--metrics-listen), written here in the
+// text exposition format (version 0.0.4) that every Prometheus scrapes.
+// Eight metrics need no client library: Prometheus' own pulls in protobuf,
+// expvar and procfs, whose package initialisation every `hacron run` paid
+// although only the agent serves metrics (docs/performance.md).
 
 import (
+	"bytes"
+	"math"
 	"net"
 	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 type metrics struct {
-	reg         *prometheus.Registry
-	active      prometheus.Gauge
-	transitions *prometheus.CounterVec
-	runs        *prometheus.CounterVec
-	runDuration *prometheus.HistogramVec
-	admission   prometheus.Histogram
+	active      *value
+	transitions *vec[value]
+	runs        *vec[value]
+	runDuration *vec[histogram]
+	admission   *histogram
+	families    []family // sorted by name
 }
 
 // zkStateValue gives hacron_zk_session_state its values: 3 session, 2
@@ -38,40 +48,44 @@ func zkStateValue(s session) float64 {
 	return 0
 }
 
-func newMetrics(a *agent) *metrics {
+// newMetrics makes the agent's metrics. They read the election's standing
+// and the ZooKeeper session through the functions given, and nothing else
+// of the agent.
+func newMetrics(standingNow func() standing, sessionNow func() session, noSessionSince func() time.Time) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		active: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "hacron_active", Help: "1 while this node is active (lowest election node and a valid lease).",
-		}),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hacron_state_transitions_total", Help: "Election state changes, by new state and reason.",
-		}, []string{"to", "reason"}),
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hacron_runs_total", Help: "Runs admitted by this agent that ended, by job and result.",
-		}, []string{"job", "result"}),
-		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "hacron_run_duration_seconds", Help: "Duration of runs admitted by this agent.",
-			Buckets: prometheus.ExponentialBuckets(0.1, 4, 10),
-		}, []string{"job"}),
-		admission: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "hacron_admission_seconds", Help: "Time of the admission write (one ZooKeeper Multi).",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}),
+		active:      &value{},
+		transitions: newVec(func() *value { return &value{} }, "to", "reason"),
+		runs:        newVec(func() *value { return &value{} }, "job", "result"),
+		runDuration: newVec(func() *histogram { return newHistogram(exponentialBuckets(0.1, 4, 10)) }, "job"),
+		admission:   newHistogram(exponentialBuckets(0.0005, 2, 14)),
 	}
-	zkState := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "hacron_zk_session_state", Help: "3 session, 2 connected without a session, 1 connecting, 0 disconnected, -1 expired.",
-	}, func() float64 { return zkStateValue(a.zc.snapshot()) })
-	lease := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "hacron_lease_remaining_seconds", Help: "Time left on this node's lease; 0 when it holds none.",
-	}, func() float64 {
-		st := a.el.Status()
-		if !st.active(time.Now()) {
-			return 0
-		}
-		return time.Until(st.Deadline).Seconds()
-	})
-	m.reg.MustRegister(m.active, m.transitions, m.runs, m.runDuration, m.admission, zkState, lease)
+	one := func(f func() float64) func() []sample {
+		return func() []sample { return []sample{{value: f()}} }
+	}
+	m.families = []family{
+		{"hacron_active", "gauge", "1 while this node is active (lowest election node and a valid lease).", one(m.active.get)},
+		{"hacron_state_transitions_total", "counter", "Election state changes, by new state and reason.", counters(m.transitions)},
+		{"hacron_runs_total", "counter", "Runs admitted by this agent that ended, by job and result.", counters(m.runs)},
+		{"hacron_run_duration_seconds", "histogram", "Duration of runs admitted by this agent.", histograms(m.runDuration)},
+		{"hacron_admission_seconds", "histogram", "Time of the admission write (one ZooKeeper Multi).", func() []sample { return m.admission.samples(nil) }},
+		{"hacron_zk_session_state", "gauge", "3 session, 2 connected without a session, 1 connecting, 0 disconnected, -1 expired.",
+			one(func() float64 { return zkStateValue(sessionNow()) })},
+		{"hacron_zk_no_session_seconds", "gauge", "How long this agent has been without a usable ZooKeeper session (runs are skipped meanwhile); 0 with one.",
+			one(func() float64 {
+				if since := noSessionSince(); !since.IsZero() {
+					return time.Since(since).Seconds()
+				}
+				return 0
+			})},
+		{"hacron_lease_remaining_seconds", "gauge", "Time left on this node's lease; 0 when it holds none.", one(func() float64 {
+			st := standingNow()
+			if !st.active(time.Now()) {
+				return 0
+			}
+			return time.Until(st.Deadline).Seconds()
+		})},
+	}
+	slices.SortFunc(m.families, func(x, y family) int { return strings.Compare(x.name, y.name) })
 	return m
 }
 
@@ -106,10 +120,205 @@ func (m *metrics) serve(addr string) (net.Listener, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Write(m.exposition())
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	// Serve returns when the agent closes ln; an accept error before that
-	// stops the metrics, which the next scrape shows as a target down.
-	go func() { _ = srv.Serve(ln) }()
+	go srv.Serve(ln) // ends when the agent closes ln
 	return ln, nil
+}
+
+// family is one metric of the exposition; a family without samples (a
+// vector nobody has used yet) is left out, as Prometheus' clients do.
+type family struct {
+	name, kind, help string
+	samples          func() []sample
+}
+
+// sample is one line: the family's name plus suffix, label pairs (name,
+// value, name, value, ...), the value.
+type sample struct {
+	suffix string
+	labels []string
+	value  float64
+}
+
+// exposition writes every family: # HELP, # TYPE, then its samples.
+func (m *metrics) exposition() []byte {
+	var b bytes.Buffer
+	helpEscaper := strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper := strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+	for _, f := range m.families {
+		ss := f.samples()
+		if len(ss) == 0 {
+			continue
+		}
+		b.WriteString("# HELP " + f.name + " " + helpEscaper.Replace(f.help) + "\n")
+		b.WriteString("# TYPE " + f.name + " " + f.kind + "\n")
+		for _, s := range ss {
+			b.WriteString(f.name + s.suffix)
+			sep := "{"
+			for i := 0; i < len(s.labels); i += 2 {
+				b.WriteString(sep + s.labels[i] + `="` + labelEscaper.Replace(s.labels[i+1]) + `"`)
+				sep = ","
+			}
+			if len(s.labels) > 0 {
+				b.WriteByte('}')
+			}
+			b.WriteString(" " + formatFloat(s.value) + "\n")
+		}
+	}
+	return b.Bytes()
+}
+
+// formatFloat writes a value as Prometheus' text format does.
+func formatFloat(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case math.IsInf(f, 1):
+		return "+Inf"
+	case math.IsInf(f, -1):
+		return "-Inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// value is a gauge or a counter: a float64 updated atomically.
+type value struct{ bits atomic.Uint64 }
+
+func (v *value) Set(f float64) { v.bits.Store(math.Float64bits(f)) }
+func (v *value) get() float64  { return math.Float64frombits(v.bits.Load()) }
+
+func (v *value) Inc() {
+	for {
+		old := v.bits.Load()
+		if v.bits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+1)) {
+			return
+		}
+	}
+}
+
+// histogram counts observations in buckets by upper bound (le).
+type histogram struct {
+	mu     sync.Mutex
+	upper  []float64
+	counts []uint64 // per bucket, not cumulative; the last is +Inf
+	sum    float64
+	count  uint64
+}
+
+func newHistogram(upper []float64) *histogram {
+	return &histogram{upper: upper, counts: make([]uint64, len(upper)+1)}
+}
+
+// exponentialBuckets are count upper bounds from start, each factor times
+// the one before.
+func exponentialBuckets(start, factor float64, count int) []float64 {
+	b := make([]float64, count)
+	for i := range b {
+		b[i] = start
+		start *= factor
+	}
+	return b
+}
+
+func (h *histogram) Observe(v float64) {
+	i := sort.SearchFloat64s(h.upper, v) // the first bound >= v
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.counts[i]++
+	h.sum += v
+	h.count++
+}
+
+// samples are the histogram's lines: cumulative buckets, sum, count.
+func (h *histogram) samples(labels []string) []sample {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []sample
+	var cum uint64
+	for i, c := range h.counts {
+		cum += c
+		le := math.Inf(1)
+		if i < len(h.upper) {
+			le = h.upper[i]
+		}
+		out = append(out, sample{"_bucket", append(slices.Clip(labels), "le", formatFloat(le)), float64(cum)})
+	}
+	return append(out, sample{"_sum", labels, h.sum}, sample{"_count", labels, float64(h.count)})
+}
+
+// vec is a metric with labels: one T per combination of label values.
+// Labels are written sorted by name, series sorted by their values.
+type vec[T any] struct {
+	names  []string // in the order WithLabelValues takes the values
+	order  []int    // indexes into names, sorted by name
+	newT   func() *T
+	mu     sync.Mutex
+	series map[string]*labeled[T]
+}
+
+type labeled[T any] struct {
+	pairs []string // name, value, ... sorted by name
+	m     *T
+}
+
+func newVec[T any](newT func() *T, names ...string) *vec[T] {
+	order := make([]int, len(names))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int { return strings.Compare(names[i], names[j]) })
+	return &vec[T]{names: names, order: order, newT: newT, series: map[string]*labeled[T]{}}
+}
+
+func (v *vec[T]) WithLabelValues(values ...string) *T {
+	key := strings.Join(values, "\xff")
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s, ok := v.series[key]
+	if !ok {
+		s = &labeled[T]{m: v.newT()}
+		for _, i := range v.order {
+			s.pairs = append(s.pairs, v.names[i], values[i])
+		}
+		v.series[key] = s
+	}
+	return s.m
+}
+
+// sorted returns the series in exposition order.
+func (v *vec[T]) sorted() []*labeled[T] {
+	v.mu.Lock()
+	out := make([]*labeled[T], 0, len(v.series))
+	for _, s := range v.series {
+		out = append(out, s)
+	}
+	v.mu.Unlock()
+	slices.SortFunc(out, func(x, y *labeled[T]) int { return slices.Compare(x.pairs, y.pairs) })
+	return out
+}
+
+// counters are the samples of a vector of counters.
+func counters(v *vec[value]) func() []sample {
+	return func() []sample {
+		var out []sample
+		for _, s := range v.sorted() {
+			out = append(out, sample{labels: s.pairs, value: s.m.get()})
+		}
+		return out
+	}
+}
+
+// histograms are the samples of a vector of histograms.
+func histograms(v *vec[histogram]) func() []sample {
+	return func() []sample {
+		var out []sample
+		for _, s := range v.sorted() {
+			out = append(out, s.m.samples(s.pairs)...)
+		}
+		return out
+	}
 }

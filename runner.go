@@ -547,26 +547,27 @@ esac
 done
 exit 125`
 
-// startShim starts the shim for argv in a new process group.
+// startShim starts the shim for argv in a new process group. With
+// syscall.ForkExec rather than os.StartProcess: reapChildren waits for it,
+// so os.Process would be released at once, and its first use in a process
+// forks a throwaway child to probe pidfd support, on every run.
 func startShim(argv []string) (int, *os.File, error) {
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		return 0, nil, err
 	}
 	defer rd.Close()
-	attr := &os.ProcAttr{
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, rd},
+	attr := &syscall.ProcAttr{
+		Env:   os.Environ(),
+		Files: []uintptr{0, 1, 2, rd.Fd()},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
 	args := append([]string{"sh", "-c", shimScript, "hacron-job"}, argv...)
-	p, err := os.StartProcess("/bin/sh", args, attr)
+	pid, err := syscall.ForkExec("/bin/sh", args, attr)
 	if err != nil {
 		wr.Close()
-		return 0, nil, fmt.Errorf("start job: %w", err)
+		return 0, nil, fmt.Errorf("start job: %w", &os.PathError{Op: "fork/exec", Path: "/bin/sh", Err: err})
 	}
-	// reapChildren waits for it; the Process must not.
-	pid := p.Pid
-	p.Release()
 	return pid, wr, nil
 }
 

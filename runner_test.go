@@ -26,7 +26,7 @@ func TestDefaultJobName(t *testing.T) {
 		if !strings.HasPrefix(got, c.want) || len(got) != len(c.want)+8 {
 			t.Errorf("defaultJobName(%q) = %q, want %s<8 hex>", c.argv, got, c.want)
 		}
-		if !jobNameRE.MatchString(got) {
+		if !validName(got, maxJobName) {
 			t.Errorf("defaultJobName(%q) = %q is not a valid job name", c.argv, got)
 		}
 	}

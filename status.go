@@ -79,7 +79,7 @@ func (s *statusCmd) Validate() error {
 // other name as hacron run would name it for this user.
 func statusJobName(name string, uid int) (string, error) {
 	if user, job, ok := strings.Cut(name, jobUserSep); ok {
-		if !userPartRE.MatchString(user) {
+		if !validUserPart(user) {
 			return "", fmt.Errorf("bad job name %q: USER:JOB with a user name before the colon", name)
 		}
 		if err := checkJobName(job); err != nil {

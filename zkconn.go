@@ -471,7 +471,13 @@ func (c *zkClient) abs(p string) string {
 // nodes; existing nodes are fine. Nodes above the cluster's root get the
 // shared ACL, the root and below the cluster's (see acl.go).
 func (c *zkClient) ensurePath(conn *zk.Conn, p string) error {
-	full, top := c.abs(p), ""
+	full := c.abs(p)
+	// Nearly always the path is there: one request rather than a create
+	// per component, on every direct-mode run.
+	if ok, _, err := conn.Exists(full); err == nil && ok {
+		return nil
+	}
+	top := ""
 	if c.cfg.ClusterRoot != "" {
 		top = c.abs(c.cfg.ClusterRoot)
 	}

@@ -72,6 +72,7 @@ deb:
 	for p in hacron hacron-rcron; do \
 		VERSION='$(VERSION)' GOARCH='$(GOARCH)' STAGE='$(DEBDIR)/stage' MAINTAINER='$(MAINTAINER)' \
 			$(GO) tool nfpm package -f dist/nfpm/$$p.yaml -p deb -t $(DEBDIR)/ || exit 1; \
+	done
 
 # Each security test alone, in a go test of its own with a ZooKeeper no
 # other test has touched: none may rely on nodes another test made first

@@ -34,7 +34,7 @@ vet:
 FUZZTARGETS := FuzzConfigParse FuzzSocketDecode FuzzRunRecord
 
 # deb comes first: the package test installs what it built (HACRON_DEBS).
-test: zookeeper vet deb
+test: zookeeper vet lint deb
 	HACRON_DEBS=$(DEBDIR) $(GO) test -race -count=1 -timeout 14m ./...
 	$(MAKE) test-alone
 	$(MAKE) fuzz FUZZTIME=20000x

@@ -107,7 +107,8 @@ func (a *agentCmd) Run(ctx context.Context, g *globals, cfg *config, reload relo
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		// Each record is written as it comes: closing loses nothing.
+		defer func() { _ = f.Close() }()
 		target.w = f
 	}
 	h, err := newHandler(g, slog.LevelInfo, target)
@@ -139,11 +140,15 @@ func (a *agentCmd) Run(ctx context.Context, g *globals, cfg *config, reload relo
 	if a.Detach {
 		// The child takes the lock itself; a child that loses a race with
 		// another start exits 0 like any second start.
-		pidFile.Close()
+		_ = pidFile.Close() // only its lock, which the child takes again
 		return detach(g, a)
 	}
-	defer pidFile.Close()
-	defer os.Remove(pidPath)
+	defer func() {
+		// Best effort: a pid file left behind is unlocked, and the next
+		// agent takes it.
+		_ = os.Remove(pidPath)
+		_ = pidFile.Close()
+	}()
 	if v, ok := cfg.ignoredActive(); ok {
 		log.Warn("default_state = active is ignored: hacron has no state to fall back to and fails closed", "at", fmt.Sprintf("%s:%d", v.path, v.line))
 	}
@@ -171,14 +176,20 @@ func lockPIDFile(path string) (*os.File, error) {
 		return nil, fmt.Errorf("pid file: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+		_ = f.Close() // nothing written
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, errAgentRunning
 		}
 		return nil, fmt.Errorf("pid file %s: %w", path, err)
 	}
-	f.Truncate(0)
-	fmt.Fprintf(f, "%d\n", os.Getpid())
+	if err := f.Truncate(0); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("pid file %s: %w", path, err)
+	}
+	if _, err := fmt.Fprintf(f, "%d\n", os.Getpid()); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("pid file %s: %w", path, err)
+	}
 	return f, nil
 }
 
@@ -207,7 +218,7 @@ func detach(g *globals, opts *agentCmd) error {
 	if err != nil {
 		return err
 	}
-	defer devnull.Close()
+	defer func() { _ = devnull.Close() }() // the child has its own copies
 	cmd := exec.Command(exe, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -289,12 +300,14 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 	defer close(metricsDone)
 	go a.metrics.observe(a.el.subscribe(), metricsDone)
 
-	os.Remove(g.Socket) // stale: the pid file lock says no agent of ours uses it
+	// Stale: the pid file lock says no agent of ours uses it. One that
+	// cannot be removed fails the listen.
+	_ = os.Remove(g.Socket)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: g.Socket, Net: "unix"})
 	if err != nil {
 		return fmt.Errorf("agent socket: %w", err)
 	}
-	defer os.Remove(g.Socket)
+	defer func() { _ = os.Remove(g.Socket) }() // best effort: the next agent removes it
 	if err := os.Chmod(g.Socket, 0o660); err != nil {
 		ln.Close()
 		return fmt.Errorf("agent socket: %w", err)
@@ -614,13 +627,14 @@ func (a *agent) writeStateFile(s string) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	// Gone once renamed; otherwise best effort.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.WriteString(s + "\n"); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write's error is the one to report
 		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the chmod's error is the one to report
 		return err
 	}
 	if err := tmp.Close(); err != nil {

@@ -496,7 +496,7 @@ func benchLoad(t *testing.T, bin string, env []string, sock string) loadResult {
 				lastStart = time.Now()
 			}
 			mu.Unlock()
-			io.Copy(io.Discard, out)
+			_, _ = io.Copy(io.Discard, out) // to the job's end; Wait says how it went
 			err := cmd.Wait()
 			mu.Lock()
 			defer mu.Unlock()

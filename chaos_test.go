@@ -134,8 +134,10 @@ func probeMain() {
 	// Registered atomically: a reader never sees a half-written entry.
 	self := filepath.Join(reg, strconv.Itoa(pid))
 	tmp := filepath.Join(reg, ".tmp-"+strconv.Itoa(pid))
-	os.WriteFile(tmp, []byte(node), 0o644)
-	os.Rename(tmp, self)
+	// Unregistered, a probe could not see a violation: it fails instead.
+	if os.WriteFile(tmp, []byte(node), 0o644) != nil || os.Rename(tmp, self) != nil {
+		os.Exit(2)
+	}
 	entries, _ := os.ReadDir(reg)
 	for _, e := range entries {
 		other, err := strconv.Atoi(e.Name())
@@ -154,11 +156,11 @@ func probeMain() {
 	select {
 	case <-time.After(time.Duration(minMS+rand.Intn(max(maxMS-minMS, 1))) * time.Millisecond):
 		logLine("end", "")
-		os.Remove(self)
+		_ = os.Remove(self) // an entry left is of a probe no longer alive
 		os.Exit(0)
 	case <-sigs:
 		logLine("killed", "")
-		os.Remove(self)
+		_ = os.Remove(self) // an entry left is of a probe no longer alive
 		os.Exit(143)
 	}
 }
@@ -462,14 +464,14 @@ func startChaosRun(t *testing.T, n *chaosNode, job chaosJob, slot, logPath, prob
 	r.cmd.Stdout, r.cmd.Stderr = out, out
 	r.start = wire.MonoNow()
 	if err := r.cmd.Start(); err != nil {
-		out.Close()
+		_ = out.Close() // nothing was written
 		t.Errorf("chaos: starting hacron run: %v", err)
 		return nil
 	}
 	go func() {
 		err := r.cmd.Wait()
 		r.end = wire.MonoNow()
-		out.Close()
+		_ = out.Close() // hacron run wrote through its own descriptor
 		var ee *exec.ExitError
 		switch {
 		case err == nil:
@@ -670,7 +672,9 @@ func nemesis(t *testing.T, rng *rand.Rand, kind int, ens *zkEnsemble, nodes []*c
 	case faultKillZKLeader:
 		f.kind, f.node = "kill ZooKeeper leader", "zk"
 		if l, err := ens.Leader(10 * time.Second); err == nil {
-			ens.Kill(l)
+			if err := ens.Kill(l); err != nil {
+				t.Errorf("chaos: %v", err)
+			}
 			time.Sleep(3 * time.Second)
 			restartZK(t, ens, l)
 		}
@@ -682,7 +686,9 @@ func nemesis(t *testing.T, rng *rand.Rand, kind int, ens *zkEnsemble, nodes []*c
 		var killed []int
 		for i := range ens.Servers {
 			if i != l && len(killed) < 2 {
-				ens.Kill(i)
+				if err := ens.Kill(i); err != nil {
+					t.Errorf("chaos: %v", err)
+				}
 				killed = append(killed, i)
 			}
 		}
@@ -721,7 +727,9 @@ func nemesis(t *testing.T, rng *rand.Rand, kind int, ens *zkEnsemble, nodes []*c
 			}
 		}
 		for _, i := range append(order, l) {
-			ens.Stop(i)
+			if err := ens.Stop(i); err != nil {
+				t.Errorf("chaos: %v", err)
+			}
 			if !restartZK(t, ens, i) {
 				// As an operator would: not the next server while
 				// one is down.
@@ -965,7 +973,7 @@ func (c *chaosCheck) readLedger(t *testing.T, path string) {
 	if err != nil {
 		t.Fatalf("ledger: %v", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fl := strings.Fields(sc.Text())

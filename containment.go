@@ -73,7 +73,7 @@ func enclose(h *contain.Hierarchy, scope, id string, g *contain.Group) (*contain
 		return nil, err
 	}
 	if err := cg.Add(g.Pgid()); err != nil {
-		cg.Remove()
+		_ = cg.Remove() // empty (nothing was added); Add's error is the one to report
 		return nil, err
 	}
 	return contain.NewRun(g, cg), nil

@@ -348,7 +348,7 @@ func TestIntegration_HungAgent(t *testing.T) {
 				return
 			}
 			// Read what comes, answer nothing, keep the connection.
-			go io.Copy(io.Discard, c)
+			go func() { _, _ = io.Copy(io.Discard, c) }() // until the client hangs up
 		}
 	}()
 	env := append(hacronEnv(t, "127.0.0.1:9", clusterName(t)), "HACRON_SOCKET="+sock, "HACRON_TEST_RESIGN_LIMIT=2s")
@@ -508,7 +508,7 @@ func TestIntegration_RecycledPidNotSignalled(t *testing.T) {
 		t.Skipf("cannot reuse pid %d: %v", pgid, err)
 	}
 	exited := make(chan struct{})
-	go func() { impostor.Wait(); close(exited) }()
+	go func() { _ = impostor.Wait(); close(exited) }() // killed, by the cleanup or wrongly
 	t.Cleanup(func() { impostor.Process.Kill(); <-exited })
 	// Past the lease: resumed, the agent finds the run's lease over.
 	time.Sleep(time.Until(stoppedAt.Add(4 * time.Second)))
@@ -542,7 +542,9 @@ func removeTestScopes() {
 			ents, _ := os.ReadDir(filepath.Join(h.Base(), "hacron", mode))
 			for _, e := range ents {
 				if e.IsDir() && strings.Contains(e.Name(), mark) {
-					h.RemoveScope(mode + "/" + e.Name())
+					if err := h.RemoveScope(mode + "/" + e.Name()); err != nil {
+						fmt.Fprintf(os.Stderr, "test cgroup scope left: %v\n", err)
+					}
 				}
 			}
 		}

@@ -56,7 +56,9 @@ func admitDirect(ctx context.Context, g *globals, log *slog.Logger, req runReque
 	elDone := make(chan struct{})
 	go func() {
 		defer close(elDone)
-		el.Run(elCtx)
+		if err := el.Run(elCtx); err != nil {
+			log.Error("election stopped", "err", err)
+		}
 	}()
 	// release is rule 11 (docs/zookeeper-rules.md) for the job's lock:
 	// delete the node, close the session.
@@ -137,18 +139,19 @@ func startWatchdog(kill string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rd.Close()
+	// The watchdog's ends, its own after the fork.
+	defer func() { _ = rd.Close() }()
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
-		wr.Close()
+		_ = wr.Close() // nothing was written
 		return nil, err
 	}
-	defer devnull.Close()
+	defer func() { _ = devnull.Close() }()
 	// syscall.ForkExec, as for the shim (startShim): nothing waits for it.
 	_, err = syscall.ForkExec("/bin/sh", []string{"sh", "-c", watchdogWait + kill, "hacron-watchdog"},
 		&syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{devnull.Fd(), devnull.Fd(), devnull.Fd(), rd.Fd()}, Sys: &syscall.SysProcAttr{Setsid: true}})
 	if err != nil {
-		wr.Close()
+		_ = wr.Close() // nothing was written
 		return nil, fmt.Errorf("watchdog: %w", &os.PathError{Op: "fork/exec", Path: "/bin/sh", Err: err})
 	}
 	return wr, nil
@@ -159,8 +162,10 @@ func stopWatchdog(w *os.File) {
 	if w == nil {
 		return
 	}
-	io.WriteString(w, "done\n")
-	w.Close()
+	// A watchdog that is gone, or misses this, ends a run that is over:
+	// nothing is left to end, and nobody to tell.
+	_, _ = io.WriteString(w, "done\n")
+	_ = w.Close()
 }
 
 // directState answers `hacron state` in direct mode from ZooKeeper: this

@@ -96,8 +96,8 @@ const (
 
 // validName checks a name by hand: the equivalent regular expressions,
 // compiled at start-up, cost every run more than the rest of its parsing.
-func validName(s string, max int) bool {
-	if len(s) < 1 || len(s) > max {
+func validName(s string, maxLen int) bool {
+	if len(s) < 1 || len(s) > maxLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -122,10 +122,12 @@ func (m *metrics) serve(addr string) (net.Listener, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		w.Write(m.exposition())
+		_, _ = w.Write(m.exposition()) // a scraper that hung up asks again
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln) // ends when the agent closes ln
+	// Returns once the agent closes ln; metrics are never a reason for
+	// the agent to stop.
+	go func() { _ = srv.Serve(ln) }()
 	return ln, nil
 }
 

@@ -164,7 +164,8 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	go reapChildren(shim, shimDone)
 	grp, err := contain.OpenGroup(shim)
 	if err != nil {
-		handshake.Close()
+		// Without the go-ahead (EOF) the shim exits, running nothing.
+		_ = handshake.Close()
 		return fmt.Errorf("start job: %w", err)
 	}
 	run := contain.NewRun(grp, nil)
@@ -201,7 +202,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		// Without the go-ahead the shim exits on its own, running
 		// nothing; a skipped run need not wait for that, unless it has
 		// a cgroup to remove.
-		handshake.Close()
+		_ = handshake.Close()
 		if err := dropRun(run); err != nil {
 			log.Warn("the cgroup of a run that did not start", "err", err)
 		}
@@ -215,7 +216,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	// notStarted reports a run whose job never started, once its shim,
 	// without the go-ahead, has exited: nothing of the run is left then.
 	notStarted := func(code int, result string) {
-		handshake.Close()
+		_ = handshake.Close() // EOF: no go-ahead
 		select {
 		case <-shimDone:
 		case <-time.After(leftoverWait):
@@ -261,7 +262,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		return silentExit(exitLost)
 	}
 	_, werr := io.WriteString(handshake, ahead.String())
-	handshake.Close()
+	_ = handshake.Close() // the write, checked, was all of the go-ahead
 	if werr != nil {
 		notStarted(exitUsage, resultFailed)
 		return fmt.Errorf("start job: %w", werr)
@@ -556,7 +557,7 @@ func startShim(argv []string) (int, *os.File, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	defer rd.Close()
+	defer func() { _ = rd.Close() }() // the shim's end, its own after the fork
 	attr := &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: []uintptr{0, 1, 2, rd.Fd()},
@@ -565,7 +566,7 @@ func startShim(argv []string) (int, *os.File, error) {
 	args := append([]string{"sh", "-c", shimScript, "hacron-job"}, argv...)
 	pid, err := syscall.ForkExec("/bin/sh", args, attr)
 	if err != nil {
-		wr.Close()
+		_ = wr.Close() // nothing was written
 		return 0, nil, fmt.Errorf("start job: %w", &os.PathError{Op: "fork/exec", Path: "/bin/sh", Err: err})
 	}
 	return pid, wr, nil

@@ -85,15 +85,19 @@ func startGated(t *testing.T, script string) (cmd *exec.Cmd, g *Group, release f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	rd.Close()
+	if err := rd.Close(); err != nil {
+		t.Fatal(err)
+	}
 	g, err = OpenGroup(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		wr.Close()
+		if err := wr.Close(); err != nil {
+			t.Error(err)
+		}
 		g.Signal(syscall.SIGKILL)
-		cmd.Wait()
+		_ = cmd.Wait() // killed, or ended before: the test said how
 		g.Close()
 	})
 	return cmd, g, func() {
@@ -300,7 +304,11 @@ func TestRunSignalOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cg.Kill(); cg.Wait(patience); cg.Remove() })
+		t.Cleanup(func() {
+			if err := errors.Join(cg.Kill(), cg.Wait(patience), cg.Remove()); err != nil {
+				t.Error(err)
+			}
+		})
 		log := filepath.Join(t.TempDir(), "got")
 		cmd, g, release := startGated(t, fmt.Sprintf(`trap 'echo group >>%[1]s' TERM
 setsid sh -c 'trap "echo setsid >>%[1]s" TERM; : >%[1]s.ready; while :; do sleep 0.05; done' &
@@ -337,7 +345,11 @@ func TestSignalStrays(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cg.Kill(); cg.Wait(patience); cg.Remove() })
+		t.Cleanup(func() {
+			if err := errors.Join(cg.Kill(), cg.Wait(patience), cg.Remove()); err != nil {
+				t.Error(err)
+			}
+		})
 		cmd, g, release := startGated(t, "setsid sleep 60 & sleep 60")
 		if err := cg.Add(cmd.Process.Pid); err != nil {
 			t.Fatal(err)
@@ -393,7 +405,11 @@ func TestCgroupSignal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cg.Kill(); cg.Wait(patience); cg.Remove() })
+		t.Cleanup(func() {
+			if err := errors.Join(cg.Kill(), cg.Wait(patience), cg.Remove()); err != nil {
+				t.Error(err)
+			}
+		})
 		cmd, g, release := startGated(t, "setsid sleep 60 & sleep 60")
 		if err := cg.Add(cmd.Process.Pid); err != nil {
 			t.Fatal(err)
@@ -419,7 +435,9 @@ func TestTerminateLeftovers(t *testing.T) {
 	t.Run("pgroup", func(t *testing.T) {
 		cmd, g, release := startGated(t, "sleep 30 & exit 0")
 		release()
-		cmd.Wait()
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
 		left, _ := g.Members()
 		if len(left) != 1 {
 			t.Fatalf("want the background sleep left in the group, have %v", left)
@@ -450,7 +468,9 @@ func TestTerminateLeftovers(t *testing.T) {
 		const grace = 300 * time.Millisecond
 		cmd, g, release := startGated(t, "trap '' TERM; sleep 30 & exit 0")
 		release()
-		cmd.Wait()
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
 		run := NewRun(g, nil)
 		start := time.Now()
 		n, err := run.Terminate(grace, patience)
@@ -480,7 +500,9 @@ func TestTerminateLeftovers(t *testing.T) {
 				t.Fatalf("containment %s, want %s", run.Containment(), h.Kind)
 			}
 			release()
-			cmd.Wait()
+			if err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
 			n, err := run.Terminate(patience, patience)
 			if err != nil || n != 2 {
 				t.Fatalf("Terminate = %d, %v; want 2 processes ended (one outside the group)", n, err)
@@ -507,7 +529,10 @@ func reusePid(t *testing.T, pid int) *exec.Cmd {
 	if err != nil {
 		t.Skipf("cannot reuse pid %d: %v", pid, err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		_ = cmd.Wait() // killed
+	})
 	return cmd
 }
 
@@ -554,7 +579,7 @@ func pidReuse(t *testing.T, laterTick bool) {
 	defer g.Close()
 	gNoFd := &Group{pgid: pid, leader: noFd}
 	old.Process.Kill()
-	old.Wait()
+	_ = old.Wait() // killed
 
 	reused := reusePid(t, pid)
 	newer, err := Open(pid)
@@ -604,7 +629,10 @@ func TestStartTimeMismatch(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		_ = cmd.Wait() // killed
+	})
 	pid := cmd.Process.Pid
 	st, err := readStat(pid)
 	if err != nil {
@@ -688,8 +716,11 @@ func TestRunStateFiles(t *testing.T) {
 		t.Fatalf("state directory: %v, %v", fi.Mode(), err)
 	}
 	// A temporary file of a write cut short, and a damaged file.
-	os.WriteFile(filepath.Join(dir, ".c.tmp"), []byte("{"), 0o600)
-	os.WriteFile(filepath.Join(dir, "d.json"), []byte("{"), 0o600)
+	for _, name := range []string{".c.tmp", "d.json"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	got, err := ListStates(dir)
 	if err == nil || !strings.Contains(err.Error(), "d.json") {
 		t.Fatalf("want the damaged file named, got %v", err)
@@ -801,8 +832,8 @@ func TestEndPrevious(t *testing.T) {
 			t.Errorf("process %d of a previous run survived", p.Pid())
 		}
 	}
-	if min := 3; ended < min {
-		t.Errorf("ended %d processes, want at least %d", ended, min)
+	if ended < 3 {
+		t.Errorf("ended %d processes, want at least 3", ended)
 	}
 	for _, cg := range cgs {
 		if _, err := os.Stat(cg.Path()); !errors.Is(err, os.ErrNotExist) {
@@ -900,7 +931,11 @@ func BenchmarkCgroupCreateRemove(b *testing.B) {
 				b.Skipf("%s not usable here: %v", k, err)
 			}
 			scope := fmt.Sprintf("bench-%d", os.Getpid())
-			defer syscall.Rmdir(filepath.Join(h.base, parentDir, scope))
+			defer func() {
+				if err := syscall.Rmdir(filepath.Join(h.base, parentDir, scope)); err != nil {
+					b.Error(err)
+				}
+			}()
 			for i := 0; b.Loop(); i++ {
 				cg, err := h.Create(scope, strconv.Itoa(i))
 				if err != nil {

@@ -2,6 +2,7 @@ package contain
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -119,7 +120,8 @@ func (h *Hierarchy) trial() error {
 	if err := unix.Mkdir(cg.path, 0o755); err != nil {
 		return fmt.Errorf("cannot make a cgroup in %s: %w", parent, err)
 	}
-	defer cg.Remove()
+	// A trial left behind is cleared by a later one (clearTrials).
+	defer func() { _ = cg.Remove() }()
 	switch h.Kind {
 	case Cgroup2:
 		if _, err := os.Stat(filepath.Join(cg.path, "cgroup.kill")); err != nil {
@@ -135,14 +137,14 @@ func (h *Hierarchy) trial() error {
 	if err != nil {
 		return err
 	}
-	defer wr.Close()
+	defer func() { _ = wr.Close() }() // EOF for the shell, if it still runs
 	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", "read x"},
 		&os.ProcAttr{Files: []*os.File{rd, nil, nil}, Sys: &syscall.SysProcAttr{Setpgid: true}})
-	rd.Close()
+	_ = rd.Close() // the shell's end, its own after the fork
 	if err != nil {
 		return fmt.Errorf("trial process: %w", err)
 	}
-	defer p.Wait()
+	defer func() { _, _ = p.Wait() }() // reaps it; how it ended is no matter
 	addErr := cg.Add(p.Pid)
 	if addErr != nil {
 		p.Kill()
@@ -180,7 +182,8 @@ func clearTrials(parent string) {
 			continue
 		}
 		if st, err := readStat(pid); errors.Is(err, ErrGone) || (err == nil && st.start != start) {
-			(&Cgroup{path: filepath.Join(parent, e.Name())}).Remove()
+			// One that cannot be removed now is tried again next time.
+			_ = (&Cgroup{path: filepath.Join(parent, e.Name())}).Remove()
 		}
 	}
 }
@@ -193,21 +196,19 @@ func ownCgroup(controller string) (dir, mount string, err error) {
 	if controller != "" {
 		what = "cgroup v1 " + controller
 	}
-	cg, err := os.Open("/proc/self/cgroup")
+	cg, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return "", "", err
 	}
-	defer cg.Close()
-	path, ok := cgroupPath(cg, controller)
+	path, ok := cgroupPath(bytes.NewReader(cg), controller)
 	if !ok {
 		return "", "", fmt.Errorf("this process is in no %s hierarchy", what)
 	}
-	mi, err := os.Open("/proc/self/mountinfo")
+	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return "", "", err
 	}
-	defer mi.Close()
-	dir, mount, ok = cgroupDir(mi, controller, path)
+	dir, mount, ok = cgroupDir(bytes.NewReader(mi), controller, path)
 	if !ok {
 		return "", "", fmt.Errorf("no %s hierarchy is mounted here", what)
 	}

@@ -69,7 +69,7 @@ func (r *Run) Empty() bool {
 // the job go to Group alone, as a shell's job control would send them.
 // ErrGone when nothing of the run is left.
 func (r *Run) Signal(sig syscall.Signal) error {
-	var gerr error = ErrGone
+	gerr := ErrGone
 	pgid := 0
 	if r.group != nil {
 		gerr = r.group.Signal(sig)

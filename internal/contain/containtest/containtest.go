@@ -31,7 +31,7 @@ func StartAt(pid, tries int, mk func() *exec.Cmd) (*exec.Cmd, error) {
 			return cmd, nil
 		}
 		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Wait() // killed: it only reaps it
 	}
 	return nil, ErrTaken
 }

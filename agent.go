@@ -56,6 +56,9 @@ type admittedRun struct {
 	// run holds the job's processes: its group, by the leader's pidfd, and
 	// its cgroup. Set before the run is tracked, never changed after.
 	run *contain.Run
+	// Set by hold, before the run is tracked.
+	stateWritten bool            // its run-state file exists
+	revokeCh     <-chan struct{} // closed when the agent steps down
 
 	// Guarded by agent.mu.
 	t           *ticket // nil until the admission write succeeded
@@ -237,27 +240,7 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(agentMemoryLimit)
 	}
-	root := g.clusterRoot()
-	// Before anything else: a file that says active after an unclean end
-	// (SIGKILL, the OOM killer) must not outlive it.
-	early := &agent{stateFile: opts.StateFile}
-	if err := early.writeStateFile("passive"); err != nil {
-		log.Warn("state file", "err", err)
-	}
-	// Before anything else, and long before the election: what a previous
-	// agent of this node left running is ended, so that a job whose
-	// wrapper and agent both died never runs beside the standby's.
-	hier := detectContainment()
-	log.Info("containment", "kind", hier.Kind, "reason", hier.Reason)
-	scope, stateDir := agentScope(g.Cluster, g.Socket), runStateDir(g.Socket)
-	previous, ended, err := contain.EndPrevious(hier, scope, stateDir,
-		lease.KillMargin(g.SessionTimeout), leftoverWait)
-	if ended > 0 {
-		log.Warn("ended the runs a previous agent left running", "runs", len(previous), "processes", ended)
-	}
-	if err != nil {
-		log.Warn("ending the runs a previous agent left", "err", err)
-	}
+	hier, scope, stateDir, previous := cleanSlate(g, log, opts)
 	// ZooKeeper unreachable is no reason to exit: the agent stays, says
 	// unknown, and joins when ZooKeeper answers. Only a bad configuration
 	// (auth file, TLS, connect string) ends it here.
@@ -271,9 +254,95 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 	defer zc.Close()
 	life, endLife := context.WithCancel(context.Background())
 	defer endLife()
+	a := newAgent(g, log, zc, opts, life)
+	a.hier, a.scope, a.stateDir = hier, scope, stateDir
+	if opts.Metrics != "" {
+		mln, err := a.metrics.serve(opts.Metrics)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		defer mln.Close()
+	}
+	metricsDone := make(chan struct{})
+	defer close(metricsDone)
+	go a.metrics.observe(a.el.subscribe(), metricsDone)
+	ln, err := listenSocket(g)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.Remove(g.Socket) }() // best effort: the next agent removes it
+
+	stopHelpers := a.startHelpers()
+	go a.completeLeftoversPerTerm(life)
+	go a.watchSession(life)
+	go a.accept(ln)
+	log.Info("agent started", "cluster", g.Cluster, "node", g.Node, "socket", g.Socket, "version", version)
+	// systemd (Type=notify): ready now; without NOTIFY_SOCKET a no-op.
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+
+	elCtx, stopElection := context.WithCancel(context.Background())
+	elDone := make(chan struct{})
+	fatal := make(chan error, 1)
+	go func() {
+		defer close(elDone)
+		if err := a.join(elCtx, previous); err != nil {
+			fatal <- err
+		}
+	}()
+	exitErr := a.serveUntilStopped(ctx, fatal, reload, live, opts)
+
+	// Graceful stop (docs/zookeeper-rules.md, rule 11): no new job, running
+	// jobs end as on a lease loss, then the node goes and the session
+	// closes, so the standby takes over at once.
+	log.Info("agent stopping")
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	ln.Close()
+	a.revoke("agent stopping")
+	a.waitJobsGone(lease.MaxKillGrace(a.el.Status().Timeout) + 2*time.Second)
+	// Records of runs that ended just now get a moment to be written.
+	a.waitRecords(2 * time.Second)
+	stopElection()
+	<-elDone
+	zc.Close()
+	stopHelpers()
+	a.leaveScope()
+	if err := a.writeStateFile("passive"); err != nil {
+		log.Warn("state file", "err", err)
+	}
+	log.Info("agent stopped")
+	return exitErr
+}
+
+// cleanSlate runs before anything else, long before the election: the
+// state file says passive (a file that says active after an unclean end,
+// SIGKILL or the OOM killer, must not outlive it), and what a previous
+// agent of this node left running is ended, so that a job whose wrapper
+// and agent both died never runs beside the standby's. The runs it ended
+// are returned, for their records.
+func cleanSlate(g *globals, log *slog.Logger, opts *agentCmd) (*contain.Hierarchy, string, string, []contain.RunState) {
+	early := &agent{stateFile: opts.StateFile}
+	if err := early.writeStateFile("passive"); err != nil {
+		log.Warn("state file", "err", err)
+	}
+	hier := detectContainment()
+	log.Info("containment", "kind", hier.Kind, "reason", hier.Reason)
+	scope, stateDir := agentScope(g.Cluster, g.Socket), runStateDir(g.Socket)
+	previous, ended, err := contain.EndPrevious(hier, scope, stateDir,
+		lease.KillMargin(g.SessionTimeout), leftoverWait)
+	if ended > 0 {
+		log.Warn("ended the runs a previous agent left running", "runs", len(previous), "processes", ended)
+	}
+	if err != nil {
+		log.Warn("ending the runs a previous agent left", "err", err)
+	}
+	return hier, scope, stateDir, previous
+}
+
+// newAgent builds the agent: its election, admitter and metrics.
+func newAgent(g *globals, log *slog.Logger, zc *zkClient, opts *agentCmd, life context.Context) *agent {
+	root := g.clusterRoot()
 	a := &agent{
 		g: g, log: log, zc: zc, root: root, stateFile: opts.StateFile,
-		hier: hier, scope: scope, stateDir: stateDir,
 		runs:     map[*admittedRun]struct{}{},
 		open:     map[string]bool{},
 		revokeCh: make(chan struct{}),
@@ -289,28 +358,24 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 		return time.Time{}
 	})
 	a.adm.onGate = func(d time.Duration) { a.metrics.admission.Observe(d.Seconds()) }
-	if opts.Metrics != "" {
-		mln, err := a.metrics.serve(opts.Metrics)
-		if err != nil {
-			return fmt.Errorf("--metrics-listen: %w", err)
-		}
-		defer mln.Close()
-	}
-	metricsDone := make(chan struct{})
-	defer close(metricsDone)
-	go a.metrics.observe(a.el.subscribe(), metricsDone)
+	return a
+}
 
+// listenSocket opens the agent's socket, mode 0660, for the socket group.
+func listenSocket(g *globals) (*net.UnixListener, error) {
 	// Stale: the pid file lock says no agent of ours uses it. One that
 	// cannot be removed fails the listen.
 	_ = os.Remove(g.Socket)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: g.Socket, Net: "unix"})
 	if err != nil {
-		return fmt.Errorf("agent socket: %w", err)
+		return nil, fmt.Errorf("agent socket: %w", err)
 	}
-	defer func() { _ = os.Remove(g.Socket) }() // best effort: the next agent removes it
-	if err := os.Chmod(g.Socket, 0o660); err != nil {
+	fail := func(err error) (*net.UnixListener, error) {
 		ln.Close()
-		return fmt.Errorf("agent socket: %w", err)
+		return nil, err
+	}
+	if err := os.Chmod(g.Socket, 0o660); err != nil {
+		return fail(fmt.Errorf("agent socket: %w", err))
 	}
 	if g.SocketGroup != "" {
 		grp, err := user.LookupGroup(g.SocketGroup)
@@ -319,11 +384,15 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 			err = os.Chown(g.Socket, os.Getuid(), gid)
 		}
 		if err != nil {
-			ln.Close()
-			return fmt.Errorf("--socket-group %s: %w", g.SocketGroup, err)
+			return fail(fmt.Errorf("--socket-group %s: %w", g.SocketGroup, err))
 		}
 	}
+	return ln, nil
+}
 
+// startHelpers starts the state file's writer and the enforcer; the
+// function returned stops both and waits for them.
+func (a *agent) startHelpers() func() {
 	stateDone := make(chan struct{})
 	stateCtx, stopState := context.WithCancel(context.Background())
 	go func() {
@@ -336,85 +405,64 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 		defer close(enfDone)
 		a.enforce(enfCtx)
 	}()
-	go a.completeLeftoversPerTerm(life)
-	go a.watchSession(life)
-	go a.accept(ln)
-	log.Info("agent started", "cluster", g.Cluster, "node", g.Node, "socket", g.Socket, "version", version)
-	// systemd (Type=notify): ready now; without NOTIFY_SOCKET a no-op.
-	daemon.SdNotify(false, daemon.SdNotifyReady)
+	return func() {
+		stopEnforcer()
+		<-enfDone
+		stopState()
+		<-stateDone
+	}
+}
 
-	// The election starts once ZooKeeper has answered and the cluster's
-	// mode is this one.
-	elCtx, stopElection := context.WithCancel(context.Background())
-	elDone := make(chan struct{})
-	fatal := make(chan error, 1)
-	go func() {
-		defer close(elDone)
-		if err := a.claimModeWhenReachable(elCtx); err != nil {
-			fatal <- err
-			return
-		}
-		// The records of the runs ended above are completed before the
-		// election too, unless ZooKeeper takes longer than T to answer:
-		// then in the background.
-		pctx, cancel := context.WithTimeout(life, zc.cfg.SessionTimeout)
-		rest := a.completePrevious(pctx, previous)
-		cancel()
-		if len(rest) > 0 {
-			go a.completePrevious(life, rest)
-		}
-		if err := a.el.Run(elCtx); err != nil {
-			log.Error("election stopped", "err", err)
-		}
-	}()
+// join enters the election once ZooKeeper has answered and the cluster's
+// mode is this one, and campaigns until ctx ends. The records of the runs
+// a previous agent left are completed first, unless ZooKeeper takes longer
+// than T to answer: then in the background.
+func (a *agent) join(ctx context.Context, previous []contain.RunState) error {
+	if err := a.claimModeWhenReachable(ctx); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(a.life, a.zc.cfg.SessionTimeout)
+	rest := a.completePrevious(pctx, previous)
+	cancel()
+	if len(rest) > 0 {
+		go a.completePrevious(a.life, rest)
+	}
+	if err := a.el.Run(ctx); err != nil {
+		a.log.Error("election stopped", "err", err)
+	}
+	return nil
+}
+
+// serveUntilStopped waits for the end (a signal, or a configuration error
+// found on joining) and reloads on SIGHUP meanwhile.
+func (a *agent) serveUntilStopped(ctx context.Context, fatal <-chan error, reload reloadFunc, live *liveHandler, opts *agentCmd) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	var exitErr error
-wait:
 	for {
 		select {
 		case <-ctx.Done():
-			break wait
-		case exitErr = <-fatal:
-			log.Error("cannot join the election", "err", exitErr)
-			break wait
+			return nil
+		case err := <-fatal:
+			a.log.Error("cannot join the election", "err", err)
+			return err
 		case <-hup:
 			a.reload(reload, live, opts)
 		}
 	}
-	// Graceful stop (docs/zookeeper-rules.md, rule 11): no new job, running jobs end as on a lease
-	// loss, then the node goes and the session closes, so the standby
-	// takes over at once.
-	log.Info("agent stopping")
-	daemon.SdNotify(false, daemon.SdNotifyStopping)
-	ln.Close()
-	a.revoke("agent stopping")
-	a.waitJobsGone(lease.MaxKillGrace(a.el.Status().Timeout) + 2*time.Second)
-	// Records of runs that ended just now get a moment to be written.
-	a.waitRecords(2 * time.Second)
-	stopElection()
-	<-elDone
-	zc.Close()
-	stopEnforcer()
-	<-enfDone
-	stopState()
-	<-stateDone
-	// Every run is over unless one would not end: its cgroup then keeps
-	// the scope for the next agent.
+}
+
+// leaveScope removes the agent's cgroup scope when every run is over; a run
+// that would not end keeps it for the next agent.
+func (a *agent) leaveScope() {
 	a.mu.Lock()
 	left := len(a.runs)
 	a.mu.Unlock()
 	if left == 0 {
-		if err := hier.RemoveScope(scope); err != nil {
-			log.Warn("cgroup scope", "err", err)
+		if err := a.hier.RemoveScope(a.scope); err != nil {
+			a.log.Warn("cgroup scope", "err", err)
 		}
 	}
-	if err := a.writeStateFile("passive"); err != nil {
-		log.Warn("state file", "err", err)
-	}
-	log.Info("agent stopped")
-	return exitErr
 }
 
 // claimMode records the cluster's mode once and refuses the other mode.
@@ -844,8 +892,6 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid int, req wire.Req
 		}
 	}()
 	run := &admittedRun{id: newRunID(), pgid: req.PGID, start: time.Now(), run: contain.NewRun(grp, nil)}
-	var revokeCh chan struct{}
-	stateWritten := false
 	wait := time.Duration(req.WaitMS) * time.Millisecond
 	t, reason, err := a.adm.admit(ctx, runRequest{
 		job: job, slot: req.Slot, claim: req.Claim, noOverlap: req.NoOverlap,
@@ -853,35 +899,7 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid int, req wire.Req
 		killGrace: time.Duration(req.KillGraceMS) * time.Millisecond, killGraceSet: req.KillGraceSet,
 		uid: uid, cmd: recordCmd(req.Argv), pgid: req.PGID, containment: a.hier.Kind,
 		hold: func(token int64, record string) (func(), string, error) {
-			// After a long --wait the group is checked again: a job
-			// whose first process is gone is not admitted, and its
-			// number is not taken for the run's.
-			if !grp.Leader().Alive() {
-				return nil, "the job's process is gone", nil
-			}
-			cr, err := enclose(a.hier, a.scope, run.id, grp)
-			if err != nil {
-				return nil, "", fmt.Errorf("the job's cgroup: %w", err)
-			}
-			run.run = cr
-			// Before the write: an agent that dies from here on leaves
-			// the run to the next agent of this node.
-			if err := contain.WriteState(a.stateDir, cr.State(run.id, job, record)); err != nil {
-				return nil, "", fmt.Errorf("run state: %w", err)
-			}
-			stateWritten = true
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			if a.revoked != "" {
-				return nil, a.revoked, nil
-			}
-			if a.draining != "" {
-				return nil, a.draining, nil
-			}
-			run.token = token
-			a.runs[run] = struct{}{}
-			revokeCh = a.revokeCh
-			return func() { a.untrack(run) }, "", nil
+			return a.hold(run, grp, job, token, record)
 		},
 	})
 	if err != nil || reason != "" {
@@ -891,7 +909,7 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid int, req wire.Req
 			skip(reason)
 		}
 		// After the answer: the wrapper need not wait for this.
-		a.drop(run, stateWritten)
+		a.drop(run, run.stateWritten)
 		return
 	}
 	a.mu.Lock()
@@ -901,6 +919,45 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid int, req wire.Req
 	a.log.Info("run", "cluster", a.g.Cluster, "state", "active", "status", "start", "job", t.adm.job, "slot", t.adm.slot, "token", t.token, "record", t.record,
 		"containment", run.run.Containment(), "cmd", joinArgs(req.Argv))
 
+	a.converse(c, run, t, fromWrapper, run.revokeCh)
+}
+
+// hold is the admission's last step before its write: the job's group is
+// still there (after a long --wait), it gets its cgroup and its run-state
+// file (an agent that dies from here on leaves the run to the next agent
+// of this node), and it is tracked, unless the agent is stepping down or
+// draining.
+func (a *agent) hold(run *admittedRun, grp *contain.Group, job string, token int64, record string) (func(), string, error) {
+	if !grp.Leader().Alive() {
+		return nil, "the job's process is gone", nil
+	}
+	cr, err := enclose(a.hier, a.scope, run.id, grp)
+	if err != nil {
+		return nil, "", fmt.Errorf("the job's cgroup: %w", err)
+	}
+	run.run = cr
+	if err := contain.WriteState(a.stateDir, cr.State(run.id, job, record)); err != nil {
+		return nil, "", fmt.Errorf("run state: %w", err)
+	}
+	run.stateWritten = true
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.revoked != "" {
+		return nil, a.revoked, nil
+	}
+	if a.draining != "" {
+		return nil, a.draining, nil
+	}
+	run.token = token
+	run.revokeCh = a.revokeCh
+	a.runs[run] = struct{}{}
+	return func() { a.untrack(run) }, "", nil
+}
+
+// converse keeps the wrapper of an admitted run informed: the admission,
+// then the lease's news (translated to the socket's messages here, at the
+// edge), until the wrapper reports the end or goes away.
+func (a *agent) converse(c *net.UnixConn, run *admittedRun, t *ticket, fromWrapper <-chan wire.Request, revokeCh <-chan struct{}) {
 	news := make(chan leaseNews, 16)
 	done := make(chan struct{})
 	defer close(done)

@@ -139,7 +139,6 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-
 	// In direct mode the run's cgroup is ours to make (the agent makes it
 	// in agent mode). Detected before our reaper starts: the detection
 	// reaps a trial child of its own.
@@ -147,85 +146,30 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	if g.Direct {
 		hier = detectContainment()
 	}
-	// The job's descendants that lose their parent are re-parented to us,
-	// not to init: we reap them at once, so a finished group is seen empty
-	// at once (an init that reaps late would keep zombies in it).
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("subreaper: %w", err)
-	}
-	// The job's process group exists before admission: the agent records
-	// it, so from the moment a run is admitted the agent can end it even if
-	// this process dies. The shim waits for the go-ahead before exec.
-	shim, handshake, err := startShim(r.Command)
+	l, err := startLaunch(r.Command, log)
 	if err != nil {
 		return err
 	}
-	shimDone := make(chan syscall.WaitStatus, 1)
-	go reapChildren(shim, shimDone)
-	grp, err := contain.OpenGroup(shim)
-	if err != nil {
-		// Without the go-ahead (EOF) the shim exits, running nothing.
-		_ = handshake.Close()
-		return fmt.Errorf("start job: %w", err)
-	}
-	run := contain.NewRun(grp, nil)
-
 	req := runRequest{job: job, slot: slot, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
-		uid: os.Getuid(), cmd: recordCmd(r.Command), pgid: shim, containment: hier.Kind}
+		uid: os.Getuid(), cmd: recordCmd(r.Command), pgid: l.shim, containment: hier.Kind}
 	if r.KillGrace != nil {
 		req.killGrace, req.killGraceSet = *r.KillGrace, true
-	}
-	// Direct mode's watchdog: from the admission write on, it ends the run
-	// if this process dies without saying so.
-	var watchdog *os.File
-	if g.Direct {
-		req.hold = func(int64, string) (func(), string, error) {
-			cr, err := enclose(hier, directScope(g.Cluster), newRunID(), grp)
-			if err != nil {
-				return nil, "", fmt.Errorf("the job's cgroup: %w", err)
-			}
-			run = cr
-			if watchdog, err = startWatchdog(run.KillScript()); err != nil {
-				return nil, "", err
-			}
-			return func() {}, "", nil
-		}
 	}
 	var gr *grant
 	var skip string
 	if g.Direct {
+		req.hold = func(int64, string) (func(), string, error) { return l.enclose(hier, directScope(g.Cluster)) }
 		gr, skip, err = admitDirect(ctx, g, log, req)
 	} else {
 		gr, skip, err = admitAgent(ctx, g.Socket, req, r.Command)
 	}
 	if err != nil || skip != "" {
-		// Without the go-ahead the shim exits on its own, running
-		// nothing; a skipped run need not wait for that, unless it has
-		// a cgroup to remove.
-		_ = handshake.Close()
-		if err := dropRun(run); err != nil {
-			log.Warn("the cgroup of a run that did not start", "err", err)
-		}
-		stopWatchdog(watchdog)
+		l.drop()
 		if err != nil {
 			return err
 		}
 		log.Info("run", "cluster", g.Cluster, "state", "passive", "status", "ignore", "job", job, "slot", slot, "reason", skip, "cmd", joinArgs(r.Command))
 		return silentExit(r.SkipExit)
-	}
-	// notStarted reports a run whose job never started, once its shim,
-	// without the go-ahead, has exited: nothing of the run is left then.
-	notStarted := func(code int, result string) {
-		_ = handshake.Close() // EOF: no go-ahead
-		select {
-		case <-shimDone:
-		case <-time.After(leftoverWait):
-		}
-		if err := dropRun(run); err != nil {
-			log.Warn("the cgroup of a run that did not start", "err", err)
-		}
-		stopWatchdog(watchdog)
-		gr.report(code, result)
 	}
 
 	start := time.Now()
@@ -233,15 +177,123 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	// Checked only now: a passive node skips a broken crontab line as
 	// silently as a good one; on the active node the run fails like a shell.
 	if err := execError(r.Command[0]); err != nil {
-		notStarted(exitCodeOf(err, exitNotExec), resultFailed)
+		l.notStarted(gr, exitCodeOf(err, exitNotExec), resultFailed)
 		return err
 	}
 	if r.Nice != nil {
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, shim, *r.Nice); err != nil {
-			notStarted(exitUsage, resultFailed)
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, l.shim, *r.Nice); err != nil {
+			l.notStarted(gr, exitUsage, resultFailed)
 			return fmt.Errorf("--nice %d: %w", *r.Nice, err)
 		}
 	}
+	// The last look at the lease before the job can start: a pause between
+	// the admission and here must never start a job after its lease.
+	s := supervisor{run: l.run, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log}
+	if lost := s.drain(&gr.news); lost != "" || !time.Now().Before(s.deadline) {
+		l.notStarted(gr, exitLost, resultLost)
+		log.Warn("the lease ended before the job could start; it did not run", "job", job, "slot", gr.slot, "token", gr.token)
+		return silentExit(exitLost)
+	}
+	if err := l.goAhead(gr); err != nil {
+		l.notStarted(gr, exitUsage, resultFailed)
+		return fmt.Errorf("start job: %w", err)
+	}
+	// supervise returns once nothing of the run is left: the report (in
+	// direct mode, the job lock's release) comes after.
+	code, result := s.supervise(l.done, gr.news)
+	l.finish()
+	gr.report(code, result)
+	status := "ok"
+	if result != resultOK {
+		status = "fail"
+	}
+	log.Info("run", "cluster", g.Cluster, "state", "active", "status", status, "dur", fmt.Sprintf("%.3f", time.Since(start).Seconds()),
+		"job", job, "slot", gr.slot, "token", gr.token, "exit_code", code, "result", result, "cmd", joinArgs(r.Command))
+	return silentExit(code)
+}
+
+// launch is a run's job around its go-ahead: the shim (the job's first
+// process, in a process group of its own, waiting for the go-ahead before
+// exec), the group held by the leader's pidfd, its cgroup, and direct
+// mode's watchdog.
+type launch struct {
+	shim      int
+	handshake *os.File
+	done      chan syscall.WaitStatus
+	grp       *contain.Group
+	run       *contain.Run
+	watchdog  *os.File
+	log       *slog.Logger
+}
+
+// startLaunch starts the job's shim. The job's process group exists
+// before admission: the agent records it, so from the moment a run is
+// admitted the agent can end it even if this process dies.
+func startLaunch(argv []string, log *slog.Logger) (*launch, error) {
+	// The job's descendants that lose their parent are re-parented to us,
+	// not to init: we reap them at once, so a finished group is seen empty
+	// at once (an init that reaps late would keep zombies in it).
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("subreaper: %w", err)
+	}
+	shim, handshake, err := startShim(argv)
+	if err != nil {
+		return nil, err
+	}
+	l := &launch{shim: shim, handshake: handshake, done: make(chan syscall.WaitStatus, 1), log: log}
+	go reapChildren(shim, l.done)
+	if l.grp, err = contain.OpenGroup(shim); err != nil {
+		// Without the go-ahead (EOF) the shim exits, running nothing.
+		_ = handshake.Close()
+		return nil, fmt.Errorf("start job: %w", err)
+	}
+	l.run = contain.NewRun(l.grp, nil)
+	return l, nil
+}
+
+// enclose is direct mode's hold: the run's cgroup, and the watchdog that,
+// from the admission write on, ends the run if this process dies without
+// saying so.
+func (l *launch) enclose(hier *contain.Hierarchy, scope string) (func(), string, error) {
+	cr, err := enclose(hier, scope, newRunID(), l.grp)
+	if err != nil {
+		return nil, "", fmt.Errorf("the job's cgroup: %w", err)
+	}
+	l.run = cr
+	if l.watchdog, err = startWatchdog(cr.KillScript()); err != nil {
+		return nil, "", err
+	}
+	return func() {}, "", nil
+}
+
+// drop ends a run that was not admitted. Without the go-ahead the shim
+// exits on its own, running nothing; a skipped run need not wait for that,
+// unless it has a cgroup to remove.
+func (l *launch) drop() {
+	_ = l.handshake.Close()
+	if err := dropRun(l.run); err != nil {
+		l.log.Warn("the cgroup of a run that did not start", "err", err)
+	}
+	stopWatchdog(l.watchdog)
+}
+
+// notStarted reports an admitted run whose job never started, once its
+// shim, without the go-ahead, has exited: nothing of the run is left then.
+func (l *launch) notStarted(gr *grant, code int, result string) {
+	_ = l.handshake.Close() // EOF: no go-ahead
+	select {
+	case <-l.done:
+	case <-time.After(leftoverWait):
+	}
+	if err := dropRun(l.run); err != nil {
+		l.log.Warn("the cgroup of a run that did not start", "err", err)
+	}
+	stopWatchdog(l.watchdog)
+	gr.report(code, result)
+}
+
+// goAhead hands the shim the run's environment and lets it exec the job.
+func (l *launch) goAhead(gr *grant) error {
 	var ahead strings.Builder
 	for _, kv := range [][2]string{
 		{"HACRON_CLUSTER", gr.cluster},
@@ -253,37 +305,18 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 		fmt.Fprintf(&ahead, "%s=%s\n", kv[0], strings.ReplaceAll(kv[1], "\n", " "))
 	}
 	ahead.WriteString("exec\n")
-	// The last look at the lease before the job can start: a pause between
-	// the admission and here must never start a job after its lease.
-	s := supervisor{run: run, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log}
-	if lost := s.drain(&gr.news); lost != "" || !time.Now().Before(s.deadline) {
-		notStarted(exitLost, resultLost)
-		log.Warn("the lease ended before the job could start; it did not run", "job", job, "slot", gr.slot, "token", gr.token)
-		return silentExit(exitLost)
-	}
-	_, werr := io.WriteString(handshake, ahead.String())
-	_ = handshake.Close() // the write, checked, was all of the go-ahead
-	if werr != nil {
-		notStarted(exitUsage, resultFailed)
-		return fmt.Errorf("start job: %w", werr)
-	}
+	_, err := io.WriteString(l.handshake, ahead.String())
+	_ = l.handshake.Close() // the write, checked, was all of the go-ahead
+	return err
+}
 
-	// supervise returns once nothing of the run is left: the report (in
-	// direct mode, the job lock's release) comes after.
-	code, result := s.supervise(shimDone, gr.news)
-	if err := run.Remove(); err != nil {
-		log.Warn("the cgroup of the run", "err", err)
+// finish releases what held the run once nothing of it is left.
+func (l *launch) finish() {
+	if err := l.run.Remove(); err != nil {
+		l.log.Warn("the cgroup of the run", "err", err)
 	}
-	run.Close()
-	stopWatchdog(watchdog)
-	gr.report(code, result)
-	status := "ok"
-	if result != resultOK {
-		status = "fail"
-	}
-	log.Info("run", "cluster", g.Cluster, "state", "active", "status", status, "dur", fmt.Sprintf("%.3f", time.Since(start).Seconds()),
-		"job", job, "slot", gr.slot, "token", gr.token, "exit_code", code, "result", result, "cmd", joinArgs(r.Command))
-	return silentExit(code)
+	l.run.Close()
+	stopWatchdog(l.watchdog)
 }
 
 // admitAgent asks the local agent. The request and the socket's messages

@@ -34,8 +34,10 @@ vet:
 FUZZTARGETS := FuzzConfigParse FuzzSocketDecode FuzzRunRecord
 
 # deb comes first: the package test installs what it built (HACRON_DEBS).
+# -p 1: one package's tests at a time; the packages that start ZooKeeper
+# servers would otherwise starve each other's JVMs on two cores.
 test: zookeeper vet lint deb
-	HACRON_DEBS=$(DEBDIR) $(GO) test -race -count=1 -timeout 14m ./...
+	HACRON_DEBS=$(DEBDIR) $(GO) test -race -count=1 -p 1 -timeout 14m ./...
 	$(MAKE) test-alone
 	$(MAKE) fuzz FUZZTIME=20000x
 	$(MAKE) demo

@@ -139,6 +139,11 @@ type admitter struct {
 	node   string // this node's id
 	log    *slog.Logger
 	onGate func(time.Duration) // observes the admission write's duration
+	// background, when set, takes abandoned admissions back in the
+	// background for as long as it lives (the agent); without it they are
+	// taken back before admit returns, for at most one session timeout
+	// (direct mode, whose process is about to exit).
+	background context.Context
 
 	mu   sync.Mutex
 	made map[string]bool // jobs whose nodes exist
@@ -183,13 +188,18 @@ func (a *admitter) admit(ctx context.Context, req runRequest) (*ticket, string, 
 		release = r
 	}
 	t0 := time.Now()
-	ast, res, err := a.el.gate(adm.ops()...)
+	ast, res, gateErr := a.el.gate(adm.ops()...)
 	if a.onGate != nil {
 		a.onGate(time.Since(t0))
 	}
-	record, skip, err := adm.outcome(res, err)
+	record, skip, err := adm.outcome(res, gateErr)
 	if err != nil || skip != "" {
 		release()
+		if errors.Is(gateErr, errOutcomeUnknown) {
+			// The write may have applied: a record of a run that never
+			// runs must not stay without an end.
+			a.abandon(adm)
+		}
 		return nil, skip, err
 	}
 	if !a.el.Status().active(time.Now()) {
@@ -197,12 +207,77 @@ func (a *admitter) admit(ctx context.Context, req runRequest) (*ticket, string, 
 		// must not start. Give the claim back so another node can run the
 		// slot.
 		release()
-		if err := unclaim(a.zc.snapshot().Conn, adm, record); err != nil {
-			a.log.Warn("admitted after the lease ended; the record could not be removed", "record", record, "err", err)
-		}
+		a.abandon(adm)
 		return nil, skipPassive, nil
 	}
 	return &ticket{adm: adm, record: record, token: ast.Token, deadline: ast.Deadline, grace: grace, session: ast.SessionID}, "", nil
+}
+
+// abandon takes back an admission whose job will not run: its record
+// (and running marker) are deleted once ZooKeeper answers, if they are
+// this admission's. The write may or may not have applied; with a slot
+// claim, a record found there may be another node's, and is left alone.
+func (a *admitter) abandon(adm admission) {
+	if a.background != nil {
+		go a.takeBackWhenReachable(a.background, adm)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.zc.cfg.SessionTimeout)
+	defer cancel()
+	a.takeBackWhenReachable(ctx, adm)
+}
+
+func (a *admitter) takeBackWhenReachable(ctx context.Context, adm admission) {
+	pause := 50 * time.Millisecond
+	for {
+		s := a.zc.snapshot()
+		if s.Usable() {
+			err := takeBack(s.Conn, adm)
+			if err == nil {
+				return
+			}
+			a.log.Debug("taking back an admission", "record", adm.recordPath(), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			a.log.Warn("an admission whose outcome is unknown could not be taken back; the agent completes its record once its process group is gone",
+				"record", adm.recordPath())
+			return
+		case <-s.Changed:
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, finishRetry)
+	}
+}
+
+// takeBack deletes adm's record and running marker if they are there and
+// are adm's own (by the record's node, start and token, the marker's
+// record), in one write.
+func takeBack(conn *zk.Conn, adm admission) error {
+	data, st, err := conn.Get(adm.recordPath())
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil // the write did not apply: nothing to take back
+	}
+	if err != nil {
+		return err
+	}
+	r, derr := decodeRunRecord(data)
+	if derr != nil || r.Node != adm.rec.Node || r.Start != adm.rec.Start || r.Token != adm.rec.Token {
+		return nil // another run's record
+	}
+	ops := []any{&zk.DeleteRequest{Path: adm.recordPath(), Version: st.Version}}
+	if adm.noOverlap {
+		mdata, mst, err := conn.Get(adm.runningPath())
+		var m marker
+		if err == nil && json.Unmarshal(mdata, &m) == nil && m.Record == adm.recordPath() {
+			ops = append(ops, &zk.DeleteRequest{Path: adm.runningPath(), Version: mst.Version})
+		}
+	}
+	_, err = conn.Multi(ops...)
+	if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrBadVersion) {
+		return nil // gone, or no longer what we looked at
+	}
+	return err
 }
 
 // ensureJob creates the job's runs parent once per admitter.
@@ -319,16 +394,6 @@ func awaitTurn(ctx context.Context, el *election, zc *zkClient, a admission, wai
 	}
 }
 
-// unclaim removes the record (and running marker) of a run that was
-// admitted but never started.
-func unclaim(conn *zk.Conn, a admission, record string) error {
-	ops := []any{&zk.DeleteRequest{Path: record, Version: -1}}
-	if a.noOverlap {
-		ops = append(ops, &zk.DeleteRequest{Path: a.runningPath(), Version: -1})
-	}
-	_, err := conn.Multi(ops...)
-	return err
-}
 
 // newsKind is what happened to the lease a run holds.
 type newsKind int

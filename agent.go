@@ -358,6 +358,7 @@ func newAgent(g *globals, log *slog.Logger, zc *zkClient, opts *agentCmd, life c
 		return time.Time{}
 	})
 	a.adm.onGate = func(d time.Duration) { a.metrics.admission.Observe(d.Seconds()) }
+	a.adm.background = life
 	return a
 }
 

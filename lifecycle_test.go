@@ -5,6 +5,7 @@ package main
 // wedges behind a node of its own session, and no run loses its outcome.
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"slices"
@@ -347,4 +348,38 @@ func TestIntegration_DirectKilledRecordCompletedByNextRun(t *testing.T) {
 	if first == nil || first.End == "" || first.Result != resultUnknown {
 		t.Errorf("the killed run's record: %+v, want completed as unknown", first)
 	}
+}
+
+// An admission whose reply is lost (the write applied, the answer never
+// came) does not run, and its record is taken back once ZooKeeper answers:
+// no record of a run that never ran stays without an end.
+func TestIntegration_UnknownAdmissionTakenBack(t *testing.T) {
+	t.Parallel()
+	zkS := sharedZK(t)
+	pa := newFaultProxy(t, zkS.Addrs()[0])
+	root := "/hacron/" + clusterName(t)
+	c := startCandidate(t, pa.Addr(), root+"/election", "node-a", testTimeout)
+	waitActive(t, 20*time.Second, c)
+	adm := newAdmitter(c.el, c.zc, root, "node-a", testLogger(t, "admitter: "))
+	if err := adm.ensureJob("j"); err != nil {
+		t.Fatal(err)
+	}
+	pa.SetMode(proxyDropReplies)
+	go func() {
+		// Long enough for the client to give the write up, short of the
+		// session's expiry.
+		time.Sleep(testTimeout)
+		pa.SetMode(proxyPass)
+		pa.Reset()
+	}()
+	tk, skip, err := adm.admit(context.Background(), runRequest{job: "j", slot: "s1", claim: true, uid: 0, pgid: 1})
+	if err == nil || tk != nil {
+		t.Fatalf("admission with its reply lost: ticket %v, skip %q, err %v; want an error", tk, skip, err)
+	}
+	t.Logf("admission: %v", err)
+	conn := rawConn(t, zkS.ConnectString())
+	waitFor(t, 3*testTimeout, "the record taken back", func() bool {
+		ok, _, err := conn.Exists(root + "/jobs/j/runs/s1")
+		return err == nil && !ok
+	})
 }

@@ -254,7 +254,7 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 	defer zc.Close()
 	life, endLife := context.WithCancel(context.Background())
 	defer endLife()
-	a := newAgent(g, log, zc, opts, life)
+	a := newAgent(life, g, log, zc, opts)
 	a.hier, a.scope, a.stateDir = hier, scope, stateDir
 	if opts.Metrics != "" {
 		mln, err := a.metrics.serve(opts.Metrics)
@@ -339,7 +339,7 @@ func cleanSlate(g *globals, log *slog.Logger, opts *agentCmd) (*contain.Hierarch
 }
 
 // newAgent builds the agent: its election, admitter and metrics.
-func newAgent(g *globals, log *slog.Logger, zc *zkClient, opts *agentCmd, life context.Context) *agent {
+func newAgent(life context.Context, g *globals, log *slog.Logger, zc *zkClient, opts *agentCmd) *agent {
 	root := g.clusterRoot()
 	a := &agent{
 		g: g, log: log, zc: zc, root: root, stateFile: opts.StateFile,

@@ -394,7 +394,6 @@ func awaitTurn(ctx context.Context, el *election, zc *zkClient, a admission, wai
 	}
 }
 
-
 // newsKind is what happened to the lease a run holds.
 type newsKind int
 

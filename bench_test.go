@@ -72,8 +72,11 @@ func TestBenchReport(t *testing.T) {
 	b := startBinAgent(t, bin, env, "node-b", filepath.Join(dir, "b.sock"))
 	waitBinState(t, b.sock, "passive")
 	var startup []startupRow
+	var startupLoad string
 	if *benchN > 0 {
+		startupLoad = "load average " + loadAvg()
 		startup = benchStartup(t, dir, bin, env, a.sock, b.sock)
+		startupLoad += " before, " + loadAvg() + " after"
 	}
 	t.Logf("start-up cost done")
 
@@ -174,7 +177,7 @@ func TestBenchReport(t *testing.T) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "machine: %s, %d cores, %s, %s, ZooKeeper 3.8.0 (Debian) on loopback\n\n", cpuModel(), runtime.NumCPU(), kernel(), runtime.Version())
 	if len(startup) > 0 {
-		writeStartup(&out, startup)
+		writeStartup(&out, startup, startupLoad)
 	}
 	fmt.Fprintf(&out, "| measure | p50 / result | p99 / max | note |\n|---|---|---|---|\n")
 	for _, r := range rows {
@@ -416,7 +419,7 @@ func benchStartup(t *testing.T, dir, bin string, env []string, activeSock, passi
 // writeStartup prints the start-up table: wall-clock p50 and p90, CPU
 // p50, and each row's wall-clock p50 as a multiple of the baselines' (the
 // first three rows).
-func writeStartup(w io.Writer, rows []startupRow) {
+func writeStartup(w io.Writer, rows []startupRow, load string) {
 	p50 := func(r startupRow) time.Duration { p, _, _ := percentiles(r.ds); return p }
 	p90 := func(r startupRow) time.Duration {
 		s := slices.Clone(r.ds)
@@ -429,7 +432,7 @@ func writeStartup(w io.Writer, rows []startupRow) {
 		byName[r.name] = p50(r)
 	}
 	x := func(d, base time.Duration) string { return fmt.Sprintf("%.2fx", float64(d)/float64(base)) }
-	fmt.Fprintf(w, "Start-up: %d rounds, each command once per round; load average %s\n\n", len(rows[0].ds), loadAvg())
+	fmt.Fprintf(w, "Start-up: %d rounds, each command once per round; %s\n\n", len(rows[0].ds), load)
 	fmt.Fprintf(w, "| command | p50 | p90 | CPU p50 | x `/bin/true` | x `sh -c true` | x empty Go | note |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		d := p50(r)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -189,25 +190,43 @@ type storedRecord struct {
 }
 
 // listRecords reads a job's records, newest first (by creation, czxid).
+// The reads go out together: the client pipelines concurrent requests on
+// one session, so a job's history costs about one round trip, not one per
+// record (a direct run prunes, and so reads them all, on every run once the
+// history is full).
 func listRecords(ctx context.Context, conn *zk.Conn, runs string) ([]storedRecord, error) {
 	children, _, err := conn.Children(runs)
 	if err != nil {
 		return nil, err
 	}
+	type read struct {
+		data []byte
+		st   *zk.Stat
+		err  error
+	}
+	reads := make([]read, len(children))
+	var wg sync.WaitGroup
+	for i, c := range children {
+		wg.Go(func() {
+			data, st, err := conn.Get(runs + "/" + c)
+			reads[i] = read{data, st, err}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	all := make([]storedRecord, 0, len(children))
-	for _, c := range children {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		data, st, err := conn.Get(runs + "/" + c)
-		if errors.Is(err, zk.ErrNoNode) {
+	for i, c := range children {
+		rd := reads[i]
+		if errors.Is(rd.err, zk.ErrNoNode) {
 			continue
 		}
-		if err != nil {
-			return nil, err
+		if rd.err != nil {
+			return nil, rd.err
 		}
-		r, err := decodeRunRecord(data)
-		all = append(all, storedRecord{name: c, czxid: st.Czxid, rec: r, ok: err == nil})
+		r, err := decodeRunRecord(rd.data)
+		all = append(all, storedRecord{name: c, czxid: rd.st.Czxid, rec: r, ok: err == nil})
 	}
 	slices.SortFunc(all, func(a, b storedRecord) int { return cmp.Compare(b.czxid, a.czxid) })
 	return all, nil

@@ -1312,7 +1312,11 @@ func (c *chaosCheck) probeByPID(node string, pid int, x int64) *ledgerRun {
 // outlived lists probes still alive when their `hacron run` had exited:
 // a run is over when all of its processes are gone (the daemonized probe
 // left the job's process group; only a cgroup holds it). A SIGKILLed
-// wrapper is not judged: its job goes on under the agent.
+// wrapper is not judged: its job goes on under the agent. When the agent
+// that holds the run's cgroup was SIGKILLed during the run, the wrapper
+// can end only its process group: what left it is ended by the restarted
+// agent before that agent joins the election, so such a probe must be
+// gone within T + 2 s of the restart instead.
 func (c *chaosCheck) outlived() []string {
 	var out []string
 	for _, r := range c.runs {
@@ -1320,7 +1324,14 @@ func (c *chaosCheck) outlived() []string {
 		if p == nil || p.end == 0 || r.code == 128+int(syscall.SIGKILL) {
 			continue
 		}
-		if p.end > r.end {
+		limit := r.end
+		for _, fe := range c.faults {
+			if fe.kind == "SIGKILL agent" && fe.node == r.node && !fe.healed.IsZero() &&
+				wire.MonoDeadline(fe.at) >= r.start && wire.MonoDeadline(fe.at) <= r.end {
+				limit = max(limit, wire.MonoDeadline(fe.healed.Add(chaosTimeout+2*time.Second)))
+			}
+		}
+		if p.end > limit {
 			out = append(out, fmt.Sprintf("%s by %v", r.key, time.Duration(p.end-r.end).Round(time.Millisecond)))
 		}
 	}

@@ -3,7 +3,7 @@ package main
 // Admission: the one way a run is let in, in agent mode and in direct mode
 // alike. Wait for the election's turn, pick the kill grace the lease
 // allows, clear a stale no-overlap marker, then one linearizable write
-// (rule 9): Multi(CheckVersion(holder's node), Create(run record)
+// (docs/zookeeper-rules.md, rule 9): Multi(CheckVersion(holder's node), Create(run record)
 // [, Create(running marker)]). The caller only translates: the agent to its
 // socket, direct mode to the wrapper in the same process.
 

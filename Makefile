@@ -4,6 +4,9 @@ GO      ?= go
 # The version in Debian's form (dist/version.sh): the binary says the same
 # as the package.
 VERSION ?= $(shell dist/version.sh)
+# Expanded once: the binary and the packages of one make carry one version
+# even if a commit lands while it runs.
+VERSION := $(VERSION)
 LDFLAGS := -X main.version=$(VERSION)
 ZK_JAR  := /usr/share/java/zookeeper.jar
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -200,6 +201,115 @@ func activeSince(c *testCandidate, t0 time.Time) time.Time {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func TestIntegration_FiveCandidatesOneActive(t *testing.T) {
+	t.Parallel()
+	zkS := sharedZK(t)
+	parent := testParent(t)
+	var cands []*testCandidate
+	for i := range 5 {
+		cands = append(cands, startCandidate(t, zkS.ConnectString(), parent, fmt.Sprintf("node-%d", i), testTimeout))
+	}
+	leader := waitActive(t, 20*time.Second, cands...)
+	// For two session timeouts, sample often: never two, always the same one.
+	end := time.Now().Add(2 * testTimeout)
+	for time.Now().Before(end) {
+		n := 0
+		for _, c := range cands {
+			if c.active() {
+				n++
+				if c != leader {
+					t.Fatalf("%s became active while %s leads", c.id, leader.id)
+				}
+			}
+		}
+		if n > 1 {
+			t.Fatalf("%d active at once", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, c := range others(cands, leader) {
+		if st := c.el.Status(); st.State != statePassive || st.Leader != leader.id {
+			t.Errorf("%s: state %v, leader %q; want passive behind %s", c.id, st.State, st.Leader, leader.id)
+		}
+	}
+	if st := leader.el.Status(); st.Token == 0 || st.Leader != leader.id {
+		t.Errorf("leader status %+v: want a token and itself as leader", st)
+	}
+	assertNoOverlap(t, cands...)
+}
+
+func TestIntegration_NoHerd(t *testing.T) {
+	t.Parallel()
+	zkS := sharedZK(t)
+	parent := testParent(t)
+	var cands []*testCandidate
+	for i := range 5 {
+		c := startCandidate(t, zkS.ConnectString(), parent, fmt.Sprintf("node-%d", i), testTimeout)
+		cands = append(cands, c)
+		// Join in order, so the queue is node-0 ... node-4.
+		waitFor(t, 10*time.Second, c.id+" joined", func() bool { return c.el.Status().Node != "" })
+	}
+	waitActive(t, 20*time.Second, cands...)
+	wakeups := func() int64 {
+		var n int64
+		for _, c := range cands {
+			n += c.el.wakeups.Load()
+		}
+		return n
+	}
+	settle := func() { time.Sleep(500 * time.Millisecond) }
+
+	// A candidate in the middle leaves: only the one behind it wakes up.
+	settle()
+	before := wakeups()
+	cands[2].stop()
+	waitFor(t, 10*time.Second, "node-3 to wake", func() bool { return cands[3].el.wakeups.Load() == 1 })
+	settle()
+	if got := wakeups() - before; got != 1 {
+		t.Errorf("a middle departure woke %d candidates, want 1", got)
+	}
+
+	// The leader leaves: only the next one wakes, and it takes over.
+	before = wakeups()
+	cands[0].stop()
+	waitFor(t, 10*time.Second, "node-1 active", cands[1].active)
+	settle()
+	if got := wakeups() - before; got != 1 {
+		t.Errorf("the leader's departure woke %d candidates, want 1", got)
+	}
+	for _, i := range []int{1, 3, 4} {
+		t.Logf("%s woke %d times", cands[i].id, cands[i].el.wakeups.Load())
+	}
+	assertNoOverlap(t, cands...)
+}
+
+func TestIntegration_CleanStopFailover(t *testing.T) {
+	t.Parallel()
+	zkS := sharedZK(t)
+	parent := testParent(t)
+	a := startCandidate(t, zkS.ConnectString(), parent, "node-a", testTimeout)
+	waitActive(t, 20*time.Second, a)
+	b := startCandidate(t, zkS.ConnectString(), parent, "node-b", testTimeout)
+	waitFor(t, 10*time.Second, "node-b joined", func() bool { return b.el.Status().Node != "" })
+	time.Sleep(200 * time.Millisecond)
+
+	t0 := time.Now()
+	a.cancel() // the clean stop: release the node
+	waitFor(t, 5*time.Second, "node-b active", b.active)
+	took := activeSince(b, t0).Sub(t0)
+	t.Logf("clean-stop failover: node-b active %v after node-a's stop", took)
+	if took > 100*time.Millisecond {
+		t.Errorf("clean-stop failover took %v, want within 100ms", took)
+	}
+	<-a.done
+	for _, iv := range a.intervals() {
+		if iv.reportedAt.IsZero() || iv.reportedAt.After(activeSince(b, t0)) {
+			t.Errorf("node-a reported the end of its leadership at %v, after node-b became active", iv.reportedAt)
+		}
+	}
+	assertNoOverlap(t, a, b)
 }
 
 func TestIntegration_BlackholedLeaderLosesLeaseFirst(t *testing.T) {

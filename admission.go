@@ -213,6 +213,16 @@ func (a *admitter) admit(ctx context.Context, req runRequest) (*ticket, string, 
 	return &ticket{adm: adm, record: record, token: ast.Token, deadline: ast.Deadline, grace: grace, session: ast.SessionID}, "", nil
 }
 
+// skipAtOnce is admit's answer when it needs nothing but the standing: a
+// run that will not wait, on a node that is not active, is skipped.
+// Deciding it first spares a passive node the job's process group.
+func (a *admitter) skipAtOnce(wait time.Duration) string {
+	if wait == 0 && !a.el.Status().active(time.Now()) {
+		return skipPassive
+	}
+	return ""
+}
+
 // abandon takes back an admission whose job will not run: its record
 // (and running marker) are deleted once ZooKeeper answers, if they are
 // this admission's. The write may or may not have applied; with a slot

@@ -730,6 +730,8 @@ func (a *agent) serve(c *net.UnixConn) {
 		a.resign(c, uid, req)
 	case "rejoin":
 		a.rejoin(c, uid)
+	case "start":
+		a.serveStart(c, r, uid, req)
 	case "run":
 		a.serveRun(c, r, uid, req)
 	default:
@@ -854,28 +856,67 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 	return true
 }
 
+// serveStart is a run's first step: a run this node would skip anyway is
+// skipped before any process of the job exists (on a passive node, every
+// crontab line); otherwise the wrapper creates the job's process group now,
+// and the run goes on as one asked with it. Nothing is written before the
+// group is known, so an admitted job is always in a group the agent holds.
+func (a *agent) serveStart(c *net.UnixConn, r *bufio.Reader, uid int, req wire.Request) {
+	if req.PGID != 0 {
+		wire.Write(c, wire.Reply{V: wire.Version, Error: "bad request: pgid before the group was asked for", Code: exitUsage})
+		return
+	}
+	if _, err := jobName(req.Job, uid); err != nil {
+		a.refuse(c, err)
+		return
+	}
+	if reason := a.adm.skipAtOnce(time.Duration(req.WaitMS) * time.Millisecond); reason != "" {
+		a.skipRun(c, req, reason)
+		return
+	}
+	if wire.Write(c, wire.Reply{V: wire.Version, Group: true}) != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var next wire.Request
+	if err := wire.Read(r, &next); err != nil || next.Op != "group" {
+		// A wrapper that went away here leaves nothing: no group, no record.
+		if err == nil {
+			wire.Write(c, wire.Reply{V: wire.Version, Error: fmt.Sprintf("bad request: %q where the group was expected", next.Op), Code: exitUsage})
+		}
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	req.PGID = next.PGID
+	a.serveRun(c, r, uid, req)
+}
+
+// refuse answers a run request with an error, its code and hints.
+func (a *agent) refuse(c *net.UnixConn, err error) {
+	wire.Write(c, wire.Reply{V: wire.Version, Error: err.Error(), Code: exitCodeOf(err, exitUsage), Hints: hintsOf(err)})
+}
+
+// skipRun answers a run request with a skip, and logs it.
+func (a *agent) skipRun(c *net.UnixConn, req wire.Request, reason string) {
+	if reason == skipPassive && !a.zc.snapshot().Usable() {
+		reason = skipNoSession
+	}
+	a.log.Info("run", "cluster", a.g.Cluster, "state", "passive", "status", "ignore", "job", req.Job, "slot", req.Slot, "reason", reason, "cmd", joinArgs(req.Argv))
+	wire.Write(c, wire.Reply{V: wire.Version, Skip: reason})
+}
+
 // serveRun translates one run between the socket and the admission: the
 // request in, the decision out, then the lease's news until the wrapper
 // reports the end.
 func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid int, req wire.Request) {
-	fail := func(err error) {
-		wire.Write(c, wire.Reply{V: wire.Version, Error: err.Error(), Code: exitCodeOf(err, exitUsage), Hints: hintsOf(err)})
-	}
-	skip := func(reason string) {
-		if reason == skipPassive && !a.zc.snapshot().Usable() {
-			reason = skipNoSession
-		}
-		a.log.Info("run", "cluster", a.g.Cluster, "state", "passive", "status", "ignore", "job", req.Job, "slot", req.Slot, "reason", reason, "cmd", joinArgs(req.Argv))
-		wire.Write(c, wire.Reply{V: wire.Version, Skip: reason})
-	}
 	job, err := jobName(req.Job, uid)
 	if err != nil {
-		fail(err)
+		a.refuse(c, err)
 		return
 	}
 	grp, err := holdJobGroup(c, req.PGID, uid)
 	if err != nil {
-		fail(err)
+		a.refuse(c, err)
 		return
 	}
 	// One reader for the whole conversation. Before the admission nothing
@@ -905,9 +946,9 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid int, req wire.Req
 	})
 	if err != nil || reason != "" {
 		if err != nil {
-			fail(err)
+			a.refuse(c, err)
 		} else {
-			skip(reason)
+			a.skipRun(c, req, reason)
 		}
 		// After the answer: the wrapper need not wait for this.
 		a.drop(run, run.stateWritten)
@@ -1207,7 +1248,7 @@ func (a *agent) completeLeftovers(ctx context.Context, conn *zk.Conn) (alive int
 	}
 	for _, job := range jobs {
 		runs := a.zc.abs(jobPath(a.root, job) + "/runs")
-		n, err := completeLeftovers(ctx, conn, runs, func(name string, r runRecord) bool {
+		_, n, err := completeLeftovers(ctx, conn, runs, func(name string, r runRecord) bool {
 			a.mu.Lock()
 			mine := a.open[runs+"/"+name]
 			a.mu.Unlock()

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"syscall"
-	"time"
 
 	"github.com/go-zookeeper/zk"
 	"hacron/internal/wire"
@@ -81,12 +80,17 @@ func admitDirect(ctx context.Context, g *globals, log *slog.Logger, req runReque
 	}
 	// Holding the job's lock means every earlier run of the job is over:
 	// one whose wrapper was killed left its record without an end.
+	// The records it lists serve the pruning after the run: nobody else
+	// writes to the job's runs while we hold its lock.
 	leftovers := make(chan struct{})
+	var listed []storedRecord
 	go func() {
 		defer close(leftovers)
 		lctx, cancel := context.WithTimeout(context.Background(), zc.cfg.SessionTimeout)
 		defer cancel()
-		n, err := completeLeftovers(lctx, zc.snapshot().Conn, t.adm.runsPath(), func(name string, _ runRecord) bool {
+		var n int
+		var err error
+		listed, n, err = completeLeftovers(lctx, zc.snapshot().Conn, t.adm.runsPath(), func(name string, _ runRecord) bool {
 			return t.adm.runsPath()+"/"+name != t.record
 		})
 		if n > 0 {
@@ -112,12 +116,10 @@ func admitDirect(ctx context.Context, g *globals, log *slog.Logger, req runReque
 				log.Warn("run record", "record", t.record, "err", err)
 			}
 			cancel()
-			pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := pruneRuns(pctx, zc.snapshot().Conn, t.adm.runsPath(), g.History); err != nil {
+			<-leftovers
+			if err := pruneListed(zc.snapshot().Conn, t.adm.runsPath(), listed, g.History); err != nil {
 				log.Warn("pruning run records", "job", job, "err", err)
 			}
-			cancel()
-			<-leftovers
 			release()
 		},
 	}, "", nil

@@ -243,6 +243,12 @@ func pruneRuns(ctx context.Context, conn *zk.Conn, runs string, keep int) error 
 	if err != nil {
 		return err
 	}
+	return pruneListed(conn, runs, all, keep)
+}
+
+// pruneListed is pruneRuns on records already listed, newest first: for a
+// caller that knows nobody else wrote to runs since it listed them.
+func pruneListed(conn *zk.Conn, runs string, all []storedRecord, keep int) error {
 	for _, r := range all[min(keep, len(all)):] {
 		if r.ok && r.rec.End == "" {
 			continue
@@ -259,20 +265,24 @@ func pruneRuns(ctx context.Context, conn *zk.Conn, runs string, keep int) error 
 // nobody is left to report the end: an agent that starts or begins a new
 // term (runs of this node whose process group is gone), and a direct run
 // that holds the job's lock (every earlier run of the job is over).
-func completeLeftovers(ctx context.Context, conn *zk.Conn, runs string, over func(name string, r runRecord) bool) (int, error) {
+//
+// It returns the records it listed, those it completed marked ended, for
+// a caller that prunes them later (pruneListed).
+func completeLeftovers(ctx context.Context, conn *zk.Conn, runs string, over func(name string, r runRecord) bool) ([]storedRecord, int, error) {
 	all, err := listRecords(ctx, conn, runs)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	n := 0
-	for _, r := range all {
+	for i, r := range all {
 		if !r.ok || r.rec.End != "" || !over(r.name, r.rec) {
 			continue
 		}
 		if err := completeRecord(conn, runs+"/"+r.name, r.rec, nil, resultUnknown); err != nil {
-			return n, err
+			return nil, n, err
 		}
+		all[i].rec.End = jsonTime(time.Now())
 		n++
 	}
-	return n, nil
+	return all, n, nil
 }

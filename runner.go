@@ -146,25 +146,35 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	if g.Direct {
 		hier = detectContainment()
 	}
-	l, err := startLaunch(r.Command, log)
-	if err != nil {
-		return err
-	}
 	req := runRequest{job: job, slot: slot, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
-		uid: os.Getuid(), cmd: recordCmd(r.Command), pgid: l.shim, containment: hier.Kind}
+		uid: os.Getuid(), cmd: recordCmd(r.Command), containment: hier.Kind}
 	if r.KillGrace != nil {
 		req.killGrace, req.killGraceSet = *r.KillGrace, true
+	}
+	var l *launch
+	startGroup := func() (int, error) {
+		var err error
+		l, err = startLaunch(r.Command, log)
+		if err != nil {
+			return 0, err
+		}
+		return l.shim, nil
 	}
 	var gr *grant
 	var skip string
 	if g.Direct {
+		if req.pgid, err = startGroup(); err != nil {
+			return err
+		}
 		req.hold = func(int64, string) (func(), string, error) { return l.enclose(hier, directScope(g.Cluster)) }
 		gr, skip, err = admitDirect(ctx, g, log, req)
 	} else {
-		gr, skip, err = admitAgent(ctx, g.Socket, req, r.Command)
+		gr, skip, err = admitAgent(ctx, g.Socket, req, r.Command, startGroup)
 	}
 	if err != nil || skip != "" {
-		l.drop()
+		if l != nil {
+			l.drop()
+		}
 		if err != nil {
 			return err
 		}
@@ -322,11 +332,32 @@ func (l *launch) finish() {
 // admitAgent asks the local agent. The request and the socket's messages
 // are translated here, at the edge: the agent names the job for the
 // caller's uid and the command from argv.
-func admitAgent(ctx context.Context, socket string, req runRequest, argv []string) (*grant, string, error) {
-	m := wire.Request{V: wire.Version, Op: "run", Job: req.job, Slot: req.slot, Claim: req.claim, NoOverlap: req.noOverlap,
-		WaitMS: req.wait.Milliseconds(), Argv: argv, PGID: req.pgid,
+//
+// The job's process group is made (startGroup) only once the agent has
+// said that it cannot rule the run out: a skip costs one exchange and no
+// process.
+func admitAgent(ctx context.Context, socket string, req runRequest, argv []string, startGroup func() (int, error)) (*grant, string, error) {
+	m := wire.Request{V: wire.Version, Op: "start", Job: req.job, Slot: req.slot, Claim: req.claim, NoOverlap: req.noOverlap,
+		WaitMS: req.wait.Milliseconds(), Argv: argv,
 		KillGraceMS: req.killGrace.Milliseconds(), KillGraceSet: req.killGraceSet}
-	ac, rep, err := askAgent(ctx, socket, m, req.wait+agentAnswerLimit)
+	ac, rep, err := askAgent(ctx, socket, m, agentAnswerLimit)
+	switch {
+	case err != nil && rep.Error == `unknown request "start"`:
+		// An agent older than "start" (until it is restarted after an
+		// upgrade): the group first, then one request.
+		if m.PGID, err = startGroup(); err != nil {
+			return nil, "", err
+		}
+		m.Op = "run"
+		ac, rep, err = askAgent(ctx, socket, m, req.wait+agentAnswerLimit)
+	case err == nil && rep.Group:
+		var pgid int
+		if pgid, err = startGroup(); err != nil {
+			ac.Close()
+			return nil, "", err
+		}
+		rep, err = ac.ask(ctx, wire.Request{V: wire.Version, Op: "group", PGID: pgid}, req.wait+agentAnswerLimit)
+	}
 	if errors.Is(err, errInterrupted) {
 		return nil, "", withExit(exitUsage, errors.New("interrupted while waiting for admission; the job did not run"))
 	}

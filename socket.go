@@ -52,30 +52,42 @@ func (a *agentConn) read(v any) error { return wire.Read(a.br, v) }
 // agent's hints and code. ctx ending (a signal) abandons the wait: nothing
 // has run. The connection stays open for what follows the answer.
 func askAgent(ctx context.Context, path string, req wire.Request, limit time.Duration) (*agentConn, wire.Reply, error) {
-	var rep wire.Reply
 	c, err := dialAgent(path)
+	if err != nil {
+		return nil, wire.Reply{}, err
+	}
+	ac := &agentConn{conn: c, br: bufio.NewReader(c), path: path}
+	rep, err := ac.ask(ctx, req, limit)
 	if err != nil {
 		return nil, rep, err
 	}
+	return ac, rep, nil
+}
+
+// ask is one exchange on an open conversation, with askAgent's rules; on
+// an error the conversation is over and closed.
+func (a *agentConn) ask(ctx context.Context, req wire.Request, limit time.Duration) (wire.Reply, error) {
+	var rep wire.Reply
+	c := a.conn
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	c.SetDeadline(time.Now().Add(limit))
-	ac := &agentConn{conn: c, br: bufio.NewReader(c), path: path}
-	if err = wire.Write(c, req); err == nil {
-		err = ac.read(&rep)
+	err := wire.Write(c, req)
+	if err == nil {
+		err = a.read(&rep)
 	}
 	if !stop() {
-		return nil, rep, errInterrupted
+		return rep, errInterrupted
 	}
 	c.SetDeadline(time.Time{})
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		c.Close()
-		return nil, rep, withHint(fmt.Errorf("the agent did not answer within %v", limit),
-			fmt.Sprintf("the agent at %s accepts connections but is hung or stopped; check `systemctl status hacron-agent`", path))
+		return rep, withHint(fmt.Errorf("the agent did not answer within %v", limit),
+			fmt.Sprintf("the agent at %s accepts connections but is hung or stopped; check `systemctl status hacron-agent`", a.path))
 	case err != nil:
 		c.Close()
-		return nil, rep, fmt.Errorf("agent at %s: %w", path, err)
+		return rep, fmt.Errorf("agent at %s: %w", a.path, err)
 	case rep.Error != "":
 		c.Close()
 		hints := rep.Hints
@@ -86,9 +98,9 @@ func askAgent(ctx context.Context, path string, req wire.Request, limit time.Dur
 		if len(hints) > 0 {
 			err = withHint(err, hints...)
 		}
-		return nil, rep, withExit(max(rep.Code, 1), err)
+		return rep, withExit(max(rep.Code, 1), err)
 	}
-	return ac, rep, nil
+	return rep, nil
 }
 
 // unwrapOp shortens net.OpError's "dial unix /path: connect: ..." to the

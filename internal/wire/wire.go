@@ -17,6 +17,18 @@
 //	                 replaces it and the note says so
 //	op "rejoin":  {"v":1,"op":"rejoin"}
 //	              <- {"v":1,"ok":true} the hold of a resignation is over
+//	op "start":   {"v":1,"op":"start", the fields of "run" without "pgid"}
+//	              The run's first step, before any process of the job
+//	              exists: a skip needs none.
+//	              <- {"v":1,"skip":"reason"}                    skipped; closed
+//	              <- {"v":1,"error":..,"hints":[..],"code":125}  refused; closed
+//	              <- {"v":1,"group":true} the agent cannot rule out running
+//	                 the job: the client creates the job's process group
+//	                 and sends
+//	              -> {"v":1,"op":"group","pgid":N}
+//	              and the conversation goes on as for "run" sent with that
+//	              pgid. Agents that predate "start" refuse it as an unknown
+//	              request; the client then sends "run" instead.
 //	op "run":     {"v":1,"op":"run","job":..,"slot":..,"claim":..,"no_overlap":..,
 //	               "wait_ms":N,"argv":[..],"pgid":N,"kill_grace_ms":N,
 //	               "kill_grace_set":bool}
@@ -100,6 +112,7 @@ type Reply struct {
 	OK           bool       `json:"ok,omitempty"`
 	Note         string     `json:"note,omitempty"` // something the operator should read (resign)
 	Skip         string     `json:"skip,omitempty"`
+	Group        bool       `json:"group,omitempty"` // "start": create the job's group and send its pgid
 	Admitted     bool       `json:"admitted,omitempty"`
 	Token        int64      `json:"token,omitempty"`
 	Job          string     `json:"job,omitempty"`

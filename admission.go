@@ -111,7 +111,12 @@ type runRequest struct {
 	uid              int
 	cmd              string
 	pgid             int
-	containment      contain.Kind // the record's containment
+	// group, when pgid is not known yet, makes the job's process group
+	// once the run is about to be admitted (direct mode: a skip, or a
+	// run that waits for the job's lock, needs none) and returns the
+	// group and the containment it will have.
+	group       func() (int, contain.Kind, error)
+	containment contain.Kind // the record's containment
 	// hold runs just before the admission write, given the token and the
 	// record's path, and says whether the write may go ahead; release
 	// undoes it when the run is not admitted. The job's cgroup is made
@@ -176,6 +181,11 @@ func (a *admitter) admit(ctx context.Context, req runRequest) (*ticket, string, 
 	if adm.noOverlap {
 		a.clearStaleMarker(adm)
 	}
+	if req.group != nil {
+		if req.pgid, req.containment, err = req.group(); err != nil {
+			return nil, "", err
+		}
+	}
 	adm.name = "r-" + newGUID()[:16]
 	adm.rec = runRecord{Job: job, Node: a.node, Slot: req.slot, Start: jsonTime(time.Now()), Token: st.Token,
 		UID: req.uid, User: userName(req.uid), Cmd: req.cmd, PGID: req.pgid, Containment: string(req.containment)}
@@ -211,6 +221,32 @@ func (a *admitter) admit(ctx context.Context, req runRequest) (*ticket, string, 
 		return nil, skipPassive, nil
 	}
 	return &ticket{adm: adm, record: record, token: ast.Token, deadline: ast.Deadline, grace: grace, session: ast.SessionID}, "", nil
+}
+
+// recordMissed records a slot of job that was due and will not run (the
+// scheduler's catch-up ran a newer one): a record with result missed,
+// written as an admission is, so only the active node writes it and a slot
+// that has a record keeps it.
+func (a *admitter) recordMissed(job, slot string) error {
+	if err := validSlot(slot); err != nil {
+		return err
+	}
+	st := a.el.Status()
+	if !st.active(time.Now()) {
+		return errNotActive
+	}
+	if err := a.ensureJob(job); err != nil {
+		return err
+	}
+	now := jsonTime(time.Now())
+	adm := admission{root: a.zc.abs(a.root), job: job, slot: slot, claim: true, acl: a.zc.acl,
+		rec: runRecord{Job: job, Node: a.node, Slot: slot, Start: now, End: now, Result: resultMissed, Token: st.Token}}
+	_, res, err := a.el.gate(adm.ops()...)
+	_, skip, err := adm.outcome(res, err)
+	if err == nil && skip == skipPassive {
+		return errNotActive
+	}
+	return err
 }
 
 // skipAtOnce is admit's answer when it needs nothing but the standing: a

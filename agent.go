@@ -40,6 +40,7 @@ type agentCmd struct {
 	Detach    bool   `name:"detach" help:"Run in the background; exit 0 at once if an agent of this cluster already runs here."`
 	PIDFile   string `name:"pid-file" placeholder:"PATH" help:"Pid file, locked while the agent runs (default: the socket path with .pid)."`
 	Metrics   string `name:"metrics-listen" placeholder:"ADDR" help:"Serve Prometheus metrics on ADDR (host:port) at /metrics."`
+	Crontab   string `name:"crontab" placeholder:"PATH" help:"Fire this crontab's jobs while active: a file, or a directory of files as /etc/cron.d has them, without the user field (docs in hacron(1))."`
 	LogFile   string `name:"log-file" placeholder:"PATH" help:"Log to this file (appended). A --detach'ed agent without /dev/log logs to /var/log/hacron/<cluster>.log."`
 }
 
@@ -97,6 +98,7 @@ type agent struct {
 	draining string          // non-empty: no new run, running ones may finish
 	revokeCh chan struct{}   // closed when revoked is set
 	metrics  *metrics
+	sched    *scheduler // nil without --crontab
 
 	// life ends when the agent has stopped: record completions still
 	// retrying then give up (the next agent completes them as unknown).
@@ -272,6 +274,10 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 	}
 	defer func() { _ = os.Remove(g.Socket) }() // best effort: the next agent removes it
 
+	if opts.Crontab != "" {
+		a.sched = newScheduler(a, opts.Crontab)
+		go a.sched.run(life)
+	}
 	stopHelpers := a.startHelpers()
 	go a.completeLeftoversPerTerm(life)
 	go a.watchSession(life)
@@ -561,6 +567,9 @@ func (a *agent) reload(reload reloadFunc, live *liveHandler, opts *agentCmd) {
 	}
 	live.set(h)
 	a.history.Store(int64(ng.History))
+	if a.sched != nil {
+		a.sched.Reload()
+	}
 	var restart []string
 	for _, d := range []struct {
 		key     string
@@ -572,7 +581,7 @@ func (a *agent) reload(reload reloadFunc, live *liveHandler, opts *agentCmd) {
 		{"zk_auth_file", ng.ZKAuthFile != old.ZKAuthFile}, {"zk_world_read", ng.ZKWorldRead != old.ZKWorldRead},
 		{"zk_tls_ca", ng.ZKTLSCA != old.ZKTLSCA}, {"zk_tls_cert", ng.ZKTLSCert != old.ZKTLSCert}, {"zk_tls_key", ng.ZKTLSKey != old.ZKTLSKey},
 		{"state_file", c.Agent.StateFile != opts.StateFile}, {"pid_file", c.Agent.PIDFile != opts.PIDFile},
-		{"metrics_listen", c.Agent.Metrics != opts.Metrics},
+		{"metrics_listen", c.Agent.Metrics != opts.Metrics}, {"crontab", c.Agent.Crontab != opts.Crontab},
 	} {
 		if d.changed {
 			restart = append(restart, d.key)

@@ -53,6 +53,7 @@ var configKeys = map[string]string{
 	"pid_file":        "pid-file",
 	"kill_grace":      "kill-grace",
 	"history":         "history",
+	"crontab":         "crontab",
 	"default_state":   "", // rcron; accepted, never acted on
 }
 

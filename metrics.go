@@ -28,6 +28,7 @@ type metrics struct {
 	runs        *vec[value]
 	runDuration *vec[histogram]
 	admission   *histogram
+	firingDelay *histogram
 	families    []family // sorted by name
 }
 
@@ -58,6 +59,7 @@ func newMetrics(standingNow func() standing, sessionNow func() session, noSessio
 		runs:        newVec(func() *value { return &value{} }, "job", "result"),
 		runDuration: newVec(func() *histogram { return newHistogram(exponentialBuckets(0.1, 4, 10)) }, "job"),
 		admission:   newHistogram(exponentialBuckets(0.0005, 2, 14)),
+		firingDelay: newHistogram(exponentialBuckets(0.001, 2, 14)),
 	}
 	one := func(f func() float64) func() []sample {
 		return func() []sample { return []sample{{value: f()}} }
@@ -68,6 +70,8 @@ func newMetrics(standingNow func() standing, sessionNow func() session, noSessio
 		{"hacron_runs_total", "counter", "Runs admitted by this agent that ended, by job and result.", counters(m.runs)},
 		{"hacron_run_duration_seconds", "histogram", "Duration of runs admitted by this agent.", histograms(m.runDuration)},
 		{"hacron_admission_seconds", "histogram", "Time of the admission write (one ZooKeeper Multi).", func() []sample { return m.admission.samples(nil) }},
+		{"hacron_firing_delay_seconds", "histogram", "How late the agent's crontab fired a job: from its firing time (slot and jitter) to the firing.",
+			func() []sample { return m.firingDelay.samples(nil) }},
 		{"hacron_zk_session_state", "gauge", "3 session, 2 connected without a session, 1 connecting, 0 disconnected, -1 expired.",
 			one(func() float64 { return zkStateValue(sessionNow()) })},
 		{"hacron_zk_no_session_seconds", "gauge", "How long this agent has been without a usable ZooKeeper session (runs are skipped meanwhile); 0 with one.",

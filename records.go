@@ -39,6 +39,9 @@ type runRecord struct {
 	// Containment is what held the job's processes: cgroup2, cgroup1 or
 	// pgroup (a job that left its process group escaped pgroup).
 	Containment string `json:"containment,omitempty"`
+	// OutputTail is the end of a scheduled run's output (hacron agent
+	// --crontab), for `hacron logs`.
+	OutputTail string `json:"output_tail,omitempty"`
 }
 
 // Results of a run.
@@ -49,6 +52,7 @@ const (
 	resultTimeout = "timeout"
 	resultKilled  = "killed"
 	resultUnknown = "unknown" // the run is over, but nobody saw how it ended
+	resultMissed  = "missed"  // the slot was due and did not run (the scheduler's catch-up ran a newer one)
 )
 
 // maxRecordData bounds what is parsed of a run record: records are small,

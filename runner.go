@@ -139,15 +139,8 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	// In direct mode the run's cgroup is ours to make (the agent makes it
-	// in agent mode). Detected before our reaper starts: the detection
-	// reaps a trial child of its own.
-	hier := &contain.Hierarchy{Kind: contain.PGroup}
-	if g.Direct {
-		hier = detectContainment()
-	}
 	req := runRequest{job: job, slot: slot, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
-		uid: os.Getuid(), cmd: recordCmd(r.Command), containment: hier.Kind}
+		uid: os.Getuid(), cmd: recordCmd(r.Command)}
 	if r.KillGrace != nil {
 		req.killGrace, req.killGraceSet = *r.KillGrace, true
 	}
@@ -163,8 +156,14 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	var gr *grant
 	var skip string
 	if g.Direct {
-		if req.pgid, err = startGroup(); err != nil {
-			return err
+		// The run's cgroup is ours to make (the agent makes it in agent
+		// mode), once the job's lock is held. Detected before our reaper
+		// starts: the detection reaps a trial child of its own.
+		var hier *contain.Hierarchy
+		req.group = func() (int, contain.Kind, error) {
+			hier = detectContainment()
+			pgid, err := startGroup()
+			return pgid, hier.Kind, err
 		}
 		req.hold = func(int64, string) (func(), string, error) { return l.enclose(hier, directScope(g.Cluster)) }
 		gr, skip, err = admitDirect(ctx, g, log, req)
@@ -198,7 +197,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	}
 	// The last look at the lease before the job can start: a pause between
 	// the admission and here must never start a job after its lease.
-	s := supervisor{run: l.run, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log}
+	s := supervisor{run: l.run, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log, forward: true}
 	if lost := s.drain(&gr.news); lost != "" || !time.Now().Before(s.deadline) {
 		l.notStarted(gr, exitLost, resultLost)
 		log.Warn("the lease ended before the job could start; it did not run", "job", job, "slot", gr.slot, "token", gr.token)
@@ -246,7 +245,7 @@ func startLaunch(argv []string, log *slog.Logger) (*launch, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("subreaper: %w", err)
 	}
-	shim, handshake, err := startShim(argv)
+	shim, handshake, err := startShim(argv, os.Environ(), []uintptr{0, 1, 2})
 	if err != nil {
 		return nil, err
 	}
@@ -304,19 +303,25 @@ func (l *launch) notStarted(gr *grant, code int, result string) {
 
 // goAhead hands the shim the run's environment and lets it exec the job.
 func (l *launch) goAhead(gr *grant) error {
+	return goAhead(l.handshake, gr.cluster, gr.node, gr.job, gr.slot, gr.token)
+}
+
+// goAhead writes a shim's go-ahead: the run's HACRON_* variables, then
+// "exec". The handshake is closed after it, written or not.
+func goAhead(handshake *os.File, cluster, node, job, slot string, token int64) error {
 	var ahead strings.Builder
 	for _, kv := range [][2]string{
-		{"HACRON_CLUSTER", gr.cluster},
-		{"HACRON_NODE", gr.node},
-		{"HACRON_JOB", gr.job},
-		{"HACRON_SLOT", gr.slot},
-		{"HACRON_FENCING_TOKEN", strconv.FormatInt(gr.token, 10)},
+		{"HACRON_CLUSTER", cluster},
+		{"HACRON_NODE", node},
+		{"HACRON_JOB", job},
+		{"HACRON_SLOT", slot},
+		{"HACRON_FENCING_TOKEN", strconv.FormatInt(token, 10)},
 	} {
 		fmt.Fprintf(&ahead, "%s=%s\n", kv[0], strings.ReplaceAll(kv[1], "\n", " "))
 	}
 	ahead.WriteString("exec\n")
-	_, err := io.WriteString(l.handshake, ahead.String())
-	_ = l.handshake.Close() // the write, checked, was all of the go-ahead
+	_, err := io.WriteString(handshake, ahead.String())
+	_ = handshake.Close() // the write, checked, was all of the go-ahead
 	return err
 }
 
@@ -424,6 +429,7 @@ type supervisor struct {
 	deadline time.Time
 	timeout  time.Duration
 	log      *slog.Logger
+	forward  bool // pass our signals on to the job (hacron run; not the agent)
 }
 
 // forwarded are the signals hacron run passes on to the job's group.
@@ -435,8 +441,10 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 // the run's result.
 func (s *supervisor) supervise(done <-chan syscall.WaitStatus, news <-chan leaseNews) (int, string) {
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
+	if s.forward {
+		signal.Notify(sigs, forwarded...)
+		defer signal.Stop(sigs)
+	}
 
 	lease := time.NewTimer(time.Until(s.deadline))
 	defer lease.Stop()
@@ -612,19 +620,20 @@ esac
 done
 exit 125`
 
-// startShim starts the shim for argv in a new process group. With
-// syscall.ForkExec rather than os.StartProcess: reapChildren waits for it,
-// so os.Process would be released at once, and its first use in a process
-// forks a throwaway child to probe pidfd support, on every run.
-func startShim(argv []string) (int, *os.File, error) {
+// startShim starts the shim for argv in a new process group, with env and
+// stdio (the shim's fds 0-2). With syscall.ForkExec rather than
+// os.StartProcess: the caller waits for it, so os.Process would be
+// released at once, and its first use in a process forks a throwaway child
+// to probe pidfd support, on every run.
+func startShim(argv, env []string, stdio []uintptr) (int, *os.File, error) {
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		return 0, nil, err
 	}
 	defer func() { _ = rd.Close() }() // the shim's end, its own after the fork
 	attr := &syscall.ProcAttr{
-		Env:   os.Environ(),
-		Files: []uintptr{0, 1, 2, rd.Fd()},
+		Env:   env,
+		Files: append(stdio[:3:3], rd.Fd()),
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
 	args := append([]string{"sh", "-c", shimScript, "hacron-job"}, argv...)

@@ -122,7 +122,7 @@ func (a *agent) fire(ctx context.Context, f firing) (result, skip string) {
 	t.adm.rec.OutputTail = outputTail(tail)
 	a.finish(run, &code, result)
 	if f.onFailure != "" && hookResults[result] {
-		runHook(f.onFailure, hookEnv(a.g.Cluster, a.g.Node, f.job, f.slot, t.token, result, code, f.env), hookLogger(log))
+		agentHook(log, f.onFailure, hookEnv(a.g.Cluster, a.g.Node, f.job, f.slot, t.token, result, code, f.env))
 	}
 	if f.mailTo != "" && len(mail) > 0 {
 		sendMail(log, f, mail)
@@ -323,25 +323,29 @@ func hookEnv(cluster, node, job, slot string, token int64, result string, code i
 	)
 }
 
-// hookLogger is where an on-failure command's output goes in the agent.
-func hookLogger(log *slog.Logger) func([]byte) {
-	return func(b []byte) {
-		for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+// runHook runs an on-failure command through /bin/sh -c and waits for it.
+// Its failure is the hook's, never the run's: the caller reports it.
+func runHook(cmd string, env []string, stdout, stderr io.Writer) error {
+	c := exec.Command("/bin/sh", "-c", cmd)
+	c.Env = env
+	c.Stdout, c.Stderr = stdout, stderr
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("on-failure command %q: %w", cmd, err)
+	}
+	return nil
+}
+
+// agentHook runs a scheduled run's on-failure command; its output goes
+// to the agent's log, line by line.
+func agentHook(log *slog.Logger, cmd string, env []string) {
+	var out bytes.Buffer
+	err := runHook(cmd, env, &out, &out)
+	if out.Len() > 0 {
+		for _, l := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
 			log.Warn("on-failure output", "line", l)
 		}
 	}
-}
-
-// runHook runs an on-failure command through /bin/sh -c and waits for it;
-// its output goes to output. Its failure is logged, never the run's.
-func runHook(cmd string, env []string, output func([]byte)) {
-	c := exec.Command("/bin/sh", "-c", cmd)
-	c.Env = env
-	b, err := c.CombinedOutput()
-	if len(b) > 0 {
-		output(b)
-	}
 	if err != nil {
-		output([]byte(fmt.Sprintf("hacron: warning: on-failure command %q: %v\n", cmd, err)))
+		log.Warn("on-failure", "err", err)
 	}
 }

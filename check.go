@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"hacron/internal/contain"
+	"hacron/internal/crontab"
 	"hacron/internal/lease"
 )
 
 type checkCmd struct {
+	Crontab   string `name:"crontab" placeholder:"PATH" help:"Check this crontab of hacron agent --crontab, line by line (default: the crontab config key)."`
 	RcronConf string `name:"rcron-conf" placeholder:"FILE" default:"${rcron_config}" help:"rcron's config, checked against hacron's for the rcron drop-in; a missing default file is fine (default: ${default})."`
 }
 
@@ -26,6 +28,9 @@ const exitCheckFailed = 1
 
 func (c *checkCmd) Run(ctx context.Context, g *globals, cfg *config) error {
 	problems := runCheck(ctx, g, cfg, c.RcronConf, os.Stdout)
+	if c.Crontab != "" {
+		problems += checkCrontab(c.Crontab, os.Stdout)
+	}
 	if problems > 0 {
 		return withExit(exitCheckFailed, fmt.Errorf("%d problem(s) found", problems))
 	}
@@ -247,4 +252,24 @@ func configFindings(g *globals, cfg *config, rcronPath string) []finding {
 		}
 	}
 	return out
+}
+
+// checkCrontab reports every bad line of the agent's crontab, with its
+// file and line, and what the good ones will do.
+func checkCrontab(path string, w io.Writer) (problems int) {
+	tab, errs := crontab.Load(path)
+	for _, err := range errs {
+		fmt.Fprintf(w, "PROBLEM  crontab %v\n", err)
+	}
+	for _, f := range tab.Ignored {
+		fmt.Fprintf(w, "warning  crontab %s: ignored (cron.d names: A-Z a-z 0-9 _ - only)\n", f)
+	}
+	if len(errs) == 0 {
+		now := time.Now()
+		fmt.Fprintf(w, "ok       crontab %s: %d job(s)\n", path, len(tab.Jobs))
+		for _, j := range tab.Jobs {
+			fmt.Fprintf(w, "ok       crontab %s:%d: job %s, next slot %s\n", j.File, j.Line, j.Name, crontab.SlotKey(j.Schedule.Next(now)))
+		}
+	}
+	return len(errs)
 }

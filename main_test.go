@@ -32,8 +32,12 @@ func TestMain(m *testing.M) {
 // starts a run "late" without sleeping; HACRON_TEST_SYSLOG sends syslog to
 // a socket the test listens on; HACRON_TEST_CONTAINMENT forces a kind of
 // containment (cgroup1, cgroup2, pgroup); HACRON_TEST_RESIGN_LIMIT
-// shortens resign's wait for the agent's answer.
+// shortens resign's wait for the agent's answer; HACRON_TEST_SENDMAIL
+// names the mailer scheduled runs' output goes to.
 func hacronMain() {
+	if v := os.Getenv("HACRON_TEST_SENDMAIL"); v != "" {
+		sendmailPath = v
+	}
 	if v := os.Getenv("HACRON_TEST_CONTAINMENT"); v != "" {
 		detectContainment = func() *contain.Hierarchy { return forcedContainment(contain.Kind(v)) }
 	}

@@ -470,6 +470,27 @@ func (e *Ensemble) Kill(i int) error {
 	return nil
 }
 
+// Pause freezes server i (SIGSTOP): it keeps its ports and state but
+// answers nothing, as a server that hangs. Resume thaws it.
+func (e *Ensemble) Pause(i int) error {
+	s, err := e.server(i)
+	if err != nil {
+		return err
+	}
+	s.signal(syscall.SIGSTOP)
+	return nil
+}
+
+// Resume thaws a paused server i (SIGCONT).
+func (e *Ensemble) Resume(i int) error {
+	s, err := e.server(i)
+	if err != nil {
+		return err
+	}
+	s.signal(syscall.SIGCONT)
+	return nil
+}
+
 // Restart starts a stopped or killed server i again with its old config, data
 // and ports, and waits until it serves clients.
 func (e *Ensemble) Restart(i int) error {

@@ -223,9 +223,10 @@ func (tab *Tab) parse(file string, data []byte) []error {
 	for i, raw := range lines {
 		n := i + 1
 		line := strings.TrimLeft(strings.TrimSuffix(raw, "\r"), " \t")
-		if strings.IndexByte(line, 0) >= 0 {
-			dangling()
-			fail(n, "NUL byte in the line")
+		if i := strings.IndexFunc(line, control); i >= 0 {
+			// Reported as it is, options above it included.
+			st.opts, st.optsLine, st.optsError = options{}, 0, 0
+			fail(n, "control character %q in the line", line[i])
 			continue
 		}
 		if m := optionsLine.FindStringSubmatch(line); m != nil {
@@ -284,6 +285,10 @@ func (tab *Tab) find(name string) *Job {
 	}
 	return nil
 }
+
+// control is a character no crontab line has: it would garble the line in
+// an error message or a log, or cut the command short (NUL).
+func control(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
 
 // zonePrefix tells a job line that starts with its own zone
 // ("CRON_TZ=Europe/London 30 1 * * * cmd") from a CRON_TZ= line: a zone
@@ -361,17 +366,17 @@ func (st *fileState) job(file string, n int, line string) (*Job, error) {
 	if rest == "" {
 		return nil, fmt.Errorf("no command after the schedule %q", spec)
 	}
+	if fields == 5 {
+		if first, _ := cutField(rest); cronField.MatchString(first) {
+			return nil, fmt.Errorf("six fields in %q? hacron reads five (minute hour day month weekday), without seconds or years", clip(line))
+		}
+	}
 	if !zoned && st.badZone != 0 {
 		return nil, fmt.Errorf("job not loaded: the CRON_TZ on line %d is bad", st.badZone)
 	}
 	sched, err := ParseSchedule(spec, st.loc)
 	if err != nil {
 		return nil, fmt.Errorf("bad schedule %q: %v", spec, err)
-	}
-	if fields == 5 {
-		if first, _ := cutField(rest); cronField.MatchString(first) {
-			return nil, fmt.Errorf("six fields in %q? hacron reads five (minute hour day month weekday), no seconds or years, and no user field", clip(line))
-		}
 	}
 	command, stdin := splitPercent(rest)
 	if strings.TrimSpace(command) == "" {

@@ -33,6 +33,8 @@ type Tab struct {
 	// (a dot, a "~" or any character other than A-Z a-z 0-9 _ -), dotfiles
 	// left out: a "backup.cron" that never runs deserves a notice.
 	Ignored []string
+
+	byName map[string]*Job
 }
 
 // A Job is one crontab line with its options.
@@ -267,23 +269,18 @@ func (tab *Tab) parse(file string, data []byte) []error {
 			continue
 		}
 		opts.apply(j)
-		if other := tab.find(j.Name); other != nil {
+		if other := tab.byName[j.Name]; other != nil {
 			fail(n, "job name %q already used at %s:%d (give one of them a name= option)", j.Name, other.File, other.Line)
 			continue
 		}
+		if tab.byName == nil {
+			tab.byName = map[string]*Job{}
+		}
+		tab.byName[j.Name] = j
 		tab.Jobs = append(tab.Jobs, j)
 	}
 	dangling()
 	return errs
-}
-
-func (tab *Tab) find(name string) *Job {
-	for _, j := range tab.Jobs {
-		if j.Name == name {
-			return j
-		}
-	}
-	return nil
 }
 
 // control is a character no crontab line has: it would garble the line in

@@ -40,15 +40,23 @@ func TestBadLines(t *testing.T) {
 		{"0 30 1 * * * /usr/bin/x", []string{`x:1: six fields in "0 30 1 * * * /usr/bin/x"? hacron reads five (minute hour day month weekday), without seconds or years`}, 0},
 		{"0 * * * * %only input", []string{`x:1: empty command: the first unescaped % of "%only input" starts the job's input`}, 0},
 		{`FOO="bar`, []string{`x:1: FOO="bar: the value starts with " but does not end with it`}, 0},
-		{"TZ=Europe/London 30 1 * * * cmd", []string{`x:1: TZ=Europe/London 30 1 * * * cmd: a zone has no blanks (a job's own zone is written CRON_TZ=Zone before its schedule)`}, 0},
+		{"TZ=Europe/London 30 1 * * * cmd\n@hourly x", []string{`x:1: TZ=Europe/London 30 1 * * * cmd: a zone has no blanks (a job's own zone is written CRON_TZ=Zone before its schedule)`,
+			`x:2: job not loaded: the TZ= line above it (line 1) is bad`}, 0},
 		{"0 * * * * a\x00b", []string{`x:1: control character '\x00' in the line`}, 0},
 		{"@\r0 x\n# hacron: name=a\n@daily \x1b[2J", []string{`x:1: control character '\r' in the line`, `x:3: control character '\x1b' in the line`}, 0},
 		{"CRON_TZ=Europe/Lndon 0 * * * * cmd", []string{`x:1: bad schedule "CRON_TZ=Europe/Lndon 0 * * * *": unknown time zone "Europe/Lndon"`}, 0},
-		// A bad CRON_TZ line: the jobs below it, not before, wait for the
-		// next CRON_TZ; a job with its own zone is unaffected.
+		// A bad environment line: the jobs below it, not above, wait for
+		// the name to be set again; a job with its own zone does not need
+		// the file's CRON_TZ.
 		{"0 1 * * * before\nCRON_TZ=Mars/Olympus\n0 2 * * * below\nCRON_TZ=UTC 0 3 * * * own\nCRON_TZ=UTC\n0 4 * * * after", []string{
-			`x:2: CRON_TZ=Mars/Olympus: unknown time zone "Mars/Olympus"; the job lines below it are not loaded until the next CRON_TZ`,
-			`x:3: job not loaded: the CRON_TZ on line 2 is bad`}, 3},
+			`x:2: CRON_TZ=Mars/Olympus: unknown time zone "Mars/Olympus"`,
+			`x:3: job not loaded: the CRON_TZ= line above it (line 2) is bad`}, 3},
+		{"PATH=\"/usr/bin\n@hourly a\nCRON_TZ=Nowhere\nCRON_TZ=UTC @daily b\nPATH=/bin\n@hourly c\nCRON_TZ=UTC\n@hourly d", []string{
+			`x:1: PATH="/usr/bin: the value starts with " but does not end with it`,
+			`x:2: job not loaded: the PATH= line above it (line 1) is bad`,
+			`x:3: CRON_TZ=Nowhere: unknown time zone "Nowhere"`,
+			`x:4: job not loaded: the PATH= line above it (line 1) is bad`,
+			`x:6: job not loaded: the CRON_TZ= line above it (line 3) is bad`}, 1},
 		// Options: a bad one keeps its job out.
 		{"# hacron: no-overlapp\n0 * * * * cmd", []string{
 			`x:1: unknown option "no-overlapp" (want name, timeout, no-overlap, kill-grace, nice, catch-up, jitter or on-failure)`,

@@ -33,6 +33,8 @@ type Tab struct {
 	// (a dot, a "~" or any character other than A-Z a-z 0-9 _ -), dotfiles
 	// left out: a "backup.cron" that never runs deserves a notice.
 	Ignored []string
+
+	byName map[string]*Job
 }
 
 // A Job is one crontab line with its options.
@@ -189,7 +191,10 @@ type fileState struct {
 	mailTo    string
 	mailToSet bool
 	loc       *time.Location // CRON_TZ, time.Local without one
-	badZone   int            // the line of a CRON_TZ that could not be read, 0 when none
+	// bad holds the names whose latest NAME=value line is bad, with its
+	// line: the jobs below it would run differently than written, so they
+	// are not loaded until the name is set again.
+	bad map[string]int
 
 	opts      options // the "# hacron:" lines waiting for their job
 	optsLine  int     // the first of them, 0 when none
@@ -223,9 +228,10 @@ func (tab *Tab) parse(file string, data []byte) []error {
 	for i, raw := range lines {
 		n := i + 1
 		line := strings.TrimLeft(strings.TrimSuffix(raw, "\r"), " \t")
-		if strings.IndexByte(line, 0) >= 0 {
-			dangling()
-			fail(n, "NUL byte in the line")
+		if c := strings.IndexFunc(line, control); c >= 0 {
+			// Reported as it is, options above it included.
+			st.opts, st.optsLine, st.optsError = options{}, 0, 0
+			fail(n, "control character %q in the line", line[c])
 			continue
 		}
 		if m := optionsLine.FindStringSubmatch(line); m != nil {
@@ -246,11 +252,13 @@ func (tab *Tab) parse(file string, data []byte) []error {
 		}
 		if m := envLine.FindStringSubmatch(line); m != nil && !zonePrefix(m[1], line) {
 			dangling()
+			delete(st.bad, m[1])
 			if err := st.setEnv(m[1], strings.TrimRight(m[2], " \t")); err != nil {
 				fail(n, "%v", err)
-				if m[1] == "CRON_TZ" {
-					st.badZone = n
+				if st.bad == nil {
+					st.bad = map[string]int{}
 				}
+				st.bad[m[1]] = n
 			}
 			continue
 		}
@@ -266,24 +274,23 @@ func (tab *Tab) parse(file string, data []byte) []error {
 			continue
 		}
 		opts.apply(j)
-		if other := tab.find(j.Name); other != nil {
+		if other := tab.byName[j.Name]; other != nil {
 			fail(n, "job name %q already used at %s:%d (give one of them a name= option)", j.Name, other.File, other.Line)
 			continue
 		}
+		if tab.byName == nil {
+			tab.byName = map[string]*Job{}
+		}
+		tab.byName[j.Name] = j
 		tab.Jobs = append(tab.Jobs, j)
 	}
 	dangling()
 	return errs
 }
 
-func (tab *Tab) find(name string) *Job {
-	for _, j := range tab.Jobs {
-		if j.Name == name {
-			return j
-		}
-	}
-	return nil
-}
+// control is a character no crontab line has: it would garble the line in
+// an error message or a log, or cut the command short (NUL).
+func control(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
 
 // zonePrefix tells a job line that starts with its own zone
 // ("CRON_TZ=Europe/London 30 1 * * * cmd") from a CRON_TZ= line: a zone
@@ -308,15 +315,13 @@ func (st *fileState) setEnv(name, value string) error {
 	}
 	switch name {
 	case "CRON_TZ":
-		st.badZone = 0
 		if value == "" {
 			st.loc = time.Local
 			break
 		}
 		l, err := loadZone(value)
 		if err != nil {
-			st.loc = nil
-			return fmt.Errorf("CRON_TZ=%s: %v; the job lines below it are not loaded until the next CRON_TZ", value, err)
+			return fmt.Errorf("CRON_TZ=%s: %v", value, err)
 		}
 		st.loc = l
 	case "MAILTO":
@@ -361,17 +366,23 @@ func (st *fileState) job(file string, n int, line string) (*Job, error) {
 	if rest == "" {
 		return nil, fmt.Errorf("no command after the schedule %q", spec)
 	}
-	if !zoned && st.badZone != 0 {
-		return nil, fmt.Errorf("job not loaded: the CRON_TZ on line %d is bad", st.badZone)
+	if fields == 5 {
+		if first, _ := cutField(rest); cronField.MatchString(first) {
+			return nil, fmt.Errorf("six fields in %q? hacron reads five (minute hour day month weekday), without seconds or years", clip(line))
+		}
+	}
+	badName, badLine := "", 0
+	for name, l := range st.bad {
+		if (name != "CRON_TZ" || !zoned) && (badLine == 0 || l < badLine) {
+			badName, badLine = name, l
+		}
+	}
+	if badLine != 0 {
+		return nil, fmt.Errorf("job not loaded: the %s= line above it (line %d) is bad", badName, badLine)
 	}
 	sched, err := ParseSchedule(spec, st.loc)
 	if err != nil {
 		return nil, fmt.Errorf("bad schedule %q: %v", spec, err)
-	}
-	if fields == 5 {
-		if first, _ := cutField(rest); cronField.MatchString(first) {
-			return nil, fmt.Errorf("six fields in %q? hacron reads five (minute hour day month weekday), no seconds or years, and no user field", clip(line))
-		}
 	}
 	command, stdin := splitPercent(rest)
 	if strings.TrimSpace(command) == "" {

@@ -22,9 +22,10 @@ import (
 // falls back, and reads a schedule without a zone in whatever zone the time
 // it is given carries. The rules, for a zone with daylight saving:
 //
-//   - A schedule that names every hour (its hour field is "*") follows real
-//     time: each of its wall-clock times that exists is a slot, once per
-//     occurrence. "*/15 * * * *" stays 15 minutes apart across both changes.
+//   - A schedule that names every hour (its hour field is "*" or 0-23)
+//     follows real time: each of its wall-clock times is a slot each time the
+//     clock reads it, and none when the clock skips it. "*/15 * * * *" stays
+//     15 minutes apart across both changes.
 //   - Any other schedule is a set of wall-clock times, each due the first
 //     moment the clock reads it or a later time: a time the clock skips is due
 //     at the moment of the jump, and a time the clock reads twice is due the

@@ -17,7 +17,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -201,12 +200,33 @@ type fileState struct {
 	optsError int     // the first of them with an error, 0 when none
 }
 
-// envLine is cron's NAME=value (blanks around "=" allowed); the names are
-// those a shell can use.
-var envLine = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)$`)
+// envLine splits cron's NAME=value (blanks around "=" allowed; the names
+// are those a shell can use). Written out rather than a regular
+// expression: every hacron command links this package, and a crontab line
+// is simple enough.
+func envLine(line string) (name, value string, ok bool) {
+	i := 0
+	for i < len(line) && (line[i] == '_' || line[i] >= 'A' && line[i] <= 'Z' || line[i] >= 'a' && line[i] <= 'z' || i > 0 && line[i] >= '0' && line[i] <= '9') {
+		i++
+	}
+	if i == 0 {
+		return "", "", false
+	}
+	rest := strings.TrimLeft(line[i:], " \t")
+	if !strings.HasPrefix(rest, "=") {
+		return "", "", false
+	}
+	return line[:i], strings.TrimLeft(rest[1:], " \t"), true
+}
 
-// optionsLine is a comment hacron reads: "# hacron: key=value key ...".
-var optionsLine = regexp.MustCompile(`^#[ \t]*hacron:(.*)$`)
+// optionsLine returns what follows "# hacron:" in a comment hacron reads.
+func optionsLine(line string) (string, bool) {
+	rest, ok := strings.CutPrefix(line, "#")
+	if !ok {
+		return "", false
+	}
+	return strings.CutPrefix(strings.TrimLeft(rest, " \t"), "hacron:")
+}
 
 // parse adds one file's jobs to the tab; the errors are in line order.
 func (tab *Tab) parse(file string, data []byte) []error {
@@ -234,11 +254,11 @@ func (tab *Tab) parse(file string, data []byte) []error {
 			fail(n, "control character %q in the line", line[c])
 			continue
 		}
-		if m := optionsLine.FindStringSubmatch(line); m != nil {
+		if opts, ok := optionsLine(line); ok {
 			if st.optsLine == 0 {
 				st.optsLine = n
 			}
-			if err := st.opts.parse(m[1]); err != nil {
+			if err := st.opts.parse(opts); err != nil {
 				fail(n, "%v", err)
 				if st.optsError == 0 {
 					st.optsError = n
@@ -250,15 +270,15 @@ func (tab *Tab) parse(file string, data []byte) []error {
 			dangling()
 			continue
 		}
-		if m := envLine.FindStringSubmatch(line); m != nil && !zonePrefix(m[1], line) {
+		if name, value, ok := envLine(line); ok && !zonePrefix(name, line) {
 			dangling()
-			delete(st.bad, m[1])
-			if err := st.setEnv(m[1], strings.TrimRight(m[2], " \t")); err != nil {
+			delete(st.bad, name)
+			if err := st.setEnv(name, strings.TrimRight(value, " \t")); err != nil {
 				fail(n, "%v", err)
 				if st.bad == nil {
 					st.bad = map[string]int{}
 				}
-				st.bad[m[1]] = n
+				st.bad[name] = n
 			}
 			continue
 		}
@@ -367,7 +387,7 @@ func (st *fileState) job(file string, n int, line string) (*Job, error) {
 		return nil, fmt.Errorf("no command after the schedule %q", spec)
 	}
 	if fields == 5 {
-		if first, _ := cutField(rest); cronField.MatchString(first) {
+		if first, _ := cutField(rest); cronField(first) {
 			return nil, fmt.Errorf("six fields in %q? hacron reads five (minute hour day month weekday), without seconds or years", clip(line))
 		}
 	}
@@ -403,9 +423,15 @@ func (st *fileState) job(file string, n int, line string) (*Job, error) {
 	}, nil
 }
 
-// cronField is a word that looks like a schedule field, not a command: what
-// a sixth field (seconds, or a year) leaves at the start of the command.
-var cronField = regexp.MustCompile(`^[0-9*?][0-9*?,/-]*$`)
+// cronField says whether a word looks like a schedule field, not a
+// command: what a sixth field (seconds, or a year) leaves at the start of
+// the command.
+func cronField(w string) bool {
+	if w == "" || !(w[0] >= '0' && w[0] <= '9' || w[0] == '*' || w[0] == '?') {
+		return false
+	}
+	return strings.Trim(w, "0123456789*?,/-") == ""
+}
 
 // splitPercent is cron's % rule: the command ends at the first unescaped %;
 // the rest is the job's input, each unescaped % a newline, ending in one.

@@ -6,6 +6,7 @@ package main
 // it.
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hacron/internal/crontab"
 )
 
 var (
@@ -27,6 +30,7 @@ var (
 	benchN  = flag.Int("hacron.benchn", 200, "runs per start-up row")
 	benchF  = flag.Int("hacron.benchf", 20, "trials per failover row")
 	benchL  = flag.Int("hacron.benchl", 1000, "concurrent runs in the load row")
+	benchC  = flag.Duration("hacron.benchc", 70*time.Second, "how long the 1,000-job crontab row runs (0: no crontab rows)")
 	// A hacron built from an earlier commit: its rows are measured in the
 	// same rounds, so that before and after compare on one machine state.
 	benchRef = flag.String("hacron.benchref", "", "reference hacron binary measured beside this one")
@@ -150,7 +154,16 @@ func TestBenchReport(t *testing.T) {
 			fmt.Sprintf("%.0f admissions/s", r.admitRate), fmt.Sprintf("agent RSS %s idle, peak %s (target at most 26 MB); up to %d jobs at once", r.idleRSS, r.peakRSS, r.peak))
 	}
 
-	// 4. Herd: 50 candidates, watch notifications per leader change.
+	// 4. The agent's own schedule: firing latency, and 1,000 jobs.
+	if *benchC > 0 {
+		r := benchCrontab(t, bin, env, dir)
+		row(fmt.Sprintf("crontab: firing latency (firing time to the job's first command), %d jobs `@every 1s`, %d firings", benchCronJobs, r.firings),
+			ms(r.p50), ms(r.p99)+" (max "+ms(r.top)+")", "target p99 under 50 ms")
+		row(fmt.Sprintf("crontab: 1,000 jobs `* * * * *` spread by jitter over the minute, %v", *benchC), fmt.Sprintf("%d runs", r.bulkRuns),
+			fmt.Sprintf("agent CPU %.1f s per minute", r.cpuPerMin), fmt.Sprintf("agent RSS %s idle with the 1,000 jobs loaded, peak %s (target under 40 MB)", r.idleRSS, r.peakRSS))
+	}
+
+	// 5. Herd: 50 candidates, watch notifications per leader change.
 	parent := testParent(t)
 	var cands []*testCandidate
 	for i := range 50 {
@@ -191,6 +204,7 @@ func TestBenchReport(t *testing.T) {
 }
 
 type binAgent struct {
+	args  []string // beyond --node and --socket
 	cmd   *exec.Cmd
 	env   []string
 	node  string
@@ -207,7 +221,7 @@ func startBinAgent(t *testing.T, bin string, env []string, node, sock string) *b
 }
 
 func (a *binAgent) restart(t *testing.T, bin string) {
-	a.cmd = exec.Command(bin, "agent", "--node", a.node, "--socket", a.sock)
+	a.cmd = exec.Command(bin, append([]string{"agent", "--node", a.node, "--socket", a.sock}, a.args...)...)
 	a.cmd.Env = a.env
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -314,6 +328,7 @@ var floorPrograms = map[string]string{
 	"sockclient": `package main
 
 import (
+	"context"
 	"bufio"
 	"net"
 	"os"
@@ -519,4 +534,127 @@ func benchLoad(t *testing.T, bin string, env []string, sock string) loadResult {
 	}
 	return loadResult{ok: ok, peak: peak, admitRate: float64(L) / max(lastStart.Sub(t0).Seconds(), 0.001),
 		idleRSS: idle, peakRSS: procStatus(la.cmd.Process.Pid, "VmHWM")}
+}
+
+// benchCronJobs is how many `@every 1s` jobs the firing-latency row runs.
+const benchCronJobs = 10
+
+type crontabResult struct {
+	firings          int
+	p50, p99, top    time.Duration
+	bulkRuns         int
+	cpuPerMin        float64
+	idleRSS, peakRSS string
+}
+
+// benchCrontab measures the agent's schedule: how late a job's first
+// command runs after its firing time (its slot plus its jitter), and what
+// 1,000 jobs cost the agent.
+func benchCrontab(t *testing.T, bin string, env []string, dir string) crontabResult {
+	var r crontabResult
+	// Latency: each job's first command is date, appending the slot and
+	// the time it ran.
+	tab := filepath.Join(dir, "latency.tab")
+	var text strings.Builder
+	for i := range benchCronJobs {
+		fmt.Fprintf(&text, "# hacron: name=lat%d jitter=%dms\n@every 1s date +\"$HACRON_JOB $HACRON_SLOT \\%%s\\%%N\" >> %s/latency\n", i, 37*i, dir)
+	}
+	if err := os.WriteFile(tab, []byte(text.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cluster := clusterName(t)
+	e := append(slices.Clone(env), "HACRON_CLUSTER="+cluster)
+	a := &binAgent{env: e, node: "cron-a", sock: filepath.Join(dir, "cron-a.sock"), args: []string{"--crontab", tab}}
+	a.restart(t, bin)
+	waitBinState(t, a.sock, "active")
+	time.Sleep(20 * time.Second)
+	a.stop()
+	b, _ := os.ReadFile(filepath.Join(dir, "latency"))
+	var ds []time.Duration
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 || len(f[2]) < 10 {
+			continue
+		}
+		slot, err1 := time.Parse(time.RFC3339, f[1])
+		sec, err2 := strconv.ParseInt(f[2][:10], 10, 64)
+		nsec, err3 := strconv.ParseInt(f[2][10:], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		at := slot.Add(crontab.Jitter(f[0], slot, time.Duration(37*mustAtoi(strings.TrimPrefix(f[0], "lat")))*time.Millisecond))
+		ds = append(ds, time.Unix(sec, nsec).Sub(at))
+	}
+	if len(ds) == 0 {
+		t.Fatalf("no firings measured: %q", b)
+	}
+	r.firings = len(ds)
+	r.p50, r.p99, r.top = percentiles(ds)
+
+	// 1,000 jobs, each every minute, spread over it by jitter.
+	bulk := filepath.Join(dir, "bulk.tab")
+	text.Reset()
+	for i := range 1000 {
+		fmt.Fprintf(&text, "# hacron: name=bulk%d jitter=59s\n* * * * * true\n", i)
+	}
+	if err := os.WriteFile(bulk, []byte(text.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cluster = clusterName(t)
+	e = append(slices.Clone(env), "HACRON_CLUSTER="+cluster)
+	a = &binAgent{env: e, node: "bulk-a", sock: filepath.Join(dir, "bulk-a.sock"), args: []string{"--crontab", bulk}}
+	a.restart(t, bin)
+	waitBinState(t, a.sock, "active")
+	pid := a.cmd.Process.Pid
+	r.idleRSS = procStatus(pid, "VmRSS")
+	cpu0 := procCPU(pid)
+	time.Sleep(*benchC)
+	cpu := procCPU(pid) - cpu0
+	r.peakRSS = procStatus(pid, "VmHWM")
+	a.stop()
+	r.cpuPerMin = cpu.Seconds() / benchC.Minutes()
+	zc, err := dialZK(context.Background(), zkConfig{Connect: ens0(env), SessionTimeout: 10 * time.Second}, discardLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zc.Close()
+	doc, err := readStatus(zc, cluster, statusQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range doc.Jobs {
+		r.bulkRuns += len(j.Runs)
+	}
+	return r
+}
+
+func mustAtoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+// ens0 is the ZooKeeper connect string of a hacron environment.
+func ens0(env []string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "HACRON_ZK="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// procCPU is a process's user and system CPU time so far.
+func procCPU(pid int) time.Duration {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }

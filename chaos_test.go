@@ -55,6 +55,9 @@ const (
 	// chaosSettle bounds the wait, after the last run, for run records to
 	// be completed and the election to settle.
 	chaosSettle = chaosTimeout + 5*time.Second
+	// chaosCronJob is the job of the agents' own crontab (hacron agent
+	// --crontab): fired by the active agent, no wrapper.
+	chaosCronJob = "cronjob"
 )
 
 // chaosJob is one crontab line of the simulated cron.
@@ -179,6 +182,7 @@ func probeAlive(pid int) bool {
 type chaosNode struct {
 	name    string
 	sock    string
+	crontab string // the agent's --crontab: the job the agents fire themselves
 	env     []string
 	proxies proxyGroup
 	mu      sync.Mutex
@@ -275,6 +279,17 @@ func TestIntegration_Chaos(t *testing.T) {
 	}
 	cluster := clusterName(t)
 	root := "/hacron/" + cluster
+	probe, err := exeLookPath("hacron-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The crontab every agent reads: a probe every second, fired by the
+	// active agent itself, caught up after a failover.
+	tab := filepath.Join(dir, "crontab")
+	if err := os.WriteFile(tab, []byte(fmt.Sprintf("# hacron: name=%s catch-up=1m\n@every 1s %s %s %s 200 1500 \"$HACRON_NODE/%s/$HACRON_SLOT\"\n",
+		chaosCronJob, probe, ledger, reg, chaosCronJob)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var nodes []*chaosNode
 	for _, name := range []string{"node-a", "node-b", "node-c"} {
 		ps, connect := proxyEnsemble(t, ens)
@@ -286,7 +301,7 @@ func TestIntegration_Chaos(t *testing.T) {
 		}
 		// Every record is kept: the checker looks for each admitted run's.
 		env = append(env, "HACRON_HISTORY=1000000")
-		n := &chaosNode{name: name, sock: filepath.Join(dir, name+".sock"), env: env, proxies: proxyGroup(ps), runs: map[*chaosRun]bool{}}
+		n := &chaosNode{name: name, sock: filepath.Join(dir, name+".sock"), crontab: tab, env: env, proxies: proxyGroup(ps), runs: map[*chaosRun]bool{}}
 		nodes = append(nodes, n)
 		n.startAgent(t)
 	}
@@ -314,10 +329,6 @@ func TestIntegration_Chaos(t *testing.T) {
 		stopOnce.Do(func() { close(stop) })
 		cronWG.Wait()
 	})
-	probe, err := exeLookPath("hacron-probe")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, n := range nodes {
 		cronWG.Go(func() {
 			tick := time.NewTicker(*chaosTick)
@@ -494,7 +505,7 @@ func (r *chaosRun) output() string {
 }
 
 func (n *chaosNode) startAgent(t *testing.T) {
-	p := startProc(t, "agent "+n.name, n.env, "agent", "--node", n.name, "--socket", n.sock)
+	p := startProc(t, "agent "+n.name, n.env, "agent", "--node", n.name, "--socket", n.sock, "--crontab", n.crontab)
 	n.mu.Lock()
 	n.agent = p
 	n.mu.Unlock()
@@ -863,12 +874,13 @@ func strayElectionNodes(zkc *zk.Conn, root string, nodes []*chaosNode) string {
 
 // chaosRecord is a run record as documented: the fields the checker needs.
 type chaosRecord struct {
-	path string
-	base string // the job's name without a user's prefix
-	Job  string `json:"job"`
-	Node string `json:"node"`
-	Slot string `json:"slot"`
-	End  string `json:"end"`
+	path   string
+	base   string // the job's name without a user's prefix
+	Job    string `json:"job"`
+	Node   string `json:"node"`
+	Slot   string `json:"slot"`
+	End    string `json:"end"`
+	Result string `json:"result"`
 }
 
 type chaosRecords struct {
@@ -1057,7 +1069,6 @@ func (c *chaosCheck) kills() killVerdicts {
 		if r.code != exitLost {
 			continue
 		}
-		desc := fmt.Sprintf("%s %s/%s", r.node, r.job, r.slot)
 		var token int64
 		ranFrom, killAt := r.start, r.end
 		if p := c.probes[r.key]; p != nil {
@@ -1068,48 +1079,57 @@ func (c *chaosCheck) kills() killVerdicts {
 		} else if m := startToken.FindStringSubmatch(r.output()); m != nil {
 			token, _ = strconv.ParseInt(m[1], 10, 64)
 		}
-		if token == 0 {
-			v.noToken = append(v.noToken, desc)
-			continue
-		}
-		var fault string
-		for _, f := range c.faults {
-			// A lease may end up to the fault's end; its jobs get their
-			// grace after that, and a term may end a moment later still.
-			if f.leaseEnding && f.hits(r.node) && wire.MonoDeadline(f.at) <= killAt && wire.MonoDeadline(f.end())+int64(chaosTimeout) >= r.start {
-				fault = f.kind
-			}
-		}
-		if fault != "" {
-			v.byFault = append(v.byFault, desc+" ("+fault+")")
-			continue
-		}
-		kept := false
-		var valid [][2]int64
-		for _, s := range c.samples {
-			if s.node != r.node || !s.active || s.token != token {
-				continue
-			}
-			kept = kept || s.sent >= killAt
-			valid = append(valid, [2]int64{s.recv, s.leaseEnd})
-		}
-		proven := covers(valid, ranFrom, killAt)
-		switch {
-		case !kept:
-			v.byNewToken = append(v.byNewToken, desc)
-		case proven:
-			// How the wrapper decided, as it logged it: a clue, not a
-			// criterion.
-			how := ""
-			if m := terminating.FindStringSubmatch(r.output()); m != nil {
-				how = " (" + m[1] + ")"
-			}
-			v.spurious = append(v.spurious, chaosEvent{fmt.Sprintf("%s killed at +%v%s", desc, c.since(killAt), how), c.faultAt(killAt)})
-		default:
-			v.lapsed = append(v.lapsed, chaosEvent{fmt.Sprintf("%s killed at +%v", desc, c.since(killAt)), c.faultAt(killAt)})
+		c.judgeKill(&v, r.node, fmt.Sprintf("%s %s/%s", r.node, r.job, r.slot), token, r.start, ranFrom, killAt, r.output())
+	}
+	// The agents' own crontab runs have no wrapper: a probe that was
+	// terminated is the run's end.
+	for _, p := range c.all {
+		if p.job == chaosCronJob && p.killed {
+			c.judgeKill(&v, p.node, fmt.Sprintf("%s %s/%s", p.node, p.job, p.slot), p.token, p.start, p.start, p.end, "")
 		}
 	}
 	return v
+}
+
+// judgeKill sorts one run that hacron ended before its job did: by a
+// lease-ending fault, by a new token, with the lease not proven valid, or
+// spurious (the lease valid throughout, the token kept).
+func (c *chaosCheck) judgeKill(v *killVerdicts, node, desc string, token, start, ranFrom, killAt int64, output string) {
+	if token == 0 {
+		v.noToken = append(v.noToken, desc)
+		return
+	}
+	for _, f := range c.faults {
+		// A lease may end up to the fault's end; its jobs get their
+		// grace after that, and a term may end a moment later still.
+		if f.leaseEnding && f.hits(node) && wire.MonoDeadline(f.at) <= killAt && wire.MonoDeadline(f.end())+int64(chaosTimeout) >= start {
+			v.byFault = append(v.byFault, desc+" ("+f.kind+")")
+			return
+		}
+	}
+	kept := false
+	var valid [][2]int64
+	for _, s := range c.samples {
+		if s.node != node || !s.active || s.token != token {
+			continue
+		}
+		kept = kept || s.sent >= killAt
+		valid = append(valid, [2]int64{s.recv, s.leaseEnd})
+	}
+	switch {
+	case !kept:
+		v.byNewToken = append(v.byNewToken, desc)
+	case covers(valid, ranFrom, killAt):
+		// How the wrapper decided, as it logged it: a clue, not a
+		// criterion.
+		how := ""
+		if m := terminating.FindStringSubmatch(output); m != nil {
+			how = " (" + m[1] + ")"
+		}
+		v.spurious = append(v.spurious, chaosEvent{fmt.Sprintf("%s killed at +%v%s", desc, c.since(killAt), how), c.faultAt(killAt)})
+	default:
+		v.lapsed = append(v.lapsed, chaosEvent{fmt.Sprintf("%s killed at +%v", desc, c.since(killAt)), c.faultAt(killAt)})
+	}
 }
 
 // covers says whether the intervals, sorted by start, cover [from, to]
@@ -1156,6 +1176,12 @@ func (c *chaosCheck) lostOutcomes() []string {
 		lost = append(lost, what)
 	}
 	for _, p := range c.all {
+		if p.job == chaosCronJob {
+			if rec, ok := c.records.byRun[p.job+"/"+p.slot]; !ok || rec.Node != p.node || rec.Result == resultMissed {
+				lost = append(lost, fmt.Sprintf("%s ran (token %d) but has no record of its run", p.key, p.token))
+			}
+			continue
+		}
 		r := byKey[p.key]
 		if r == nil {
 			continue
@@ -1335,8 +1361,53 @@ func (c *chaosCheck) outlived() []string {
 			out = append(out, fmt.Sprintf("%s by %v", r.key, time.Duration(p.end-r.end).Round(time.Millisecond)))
 		}
 	}
+	// A crontab run is over when its record says so: the agent writes the
+	// end once every process of the run is gone.
+	for _, p := range c.all {
+		rec, ok := c.records.byRun[p.job+"/"+p.slot]
+		if p.job != chaosCronJob || p.end == 0 || !ok || rec.Node != p.node || rec.Result == resultUnknown {
+			continue
+		}
+		end, err := time.Parse(time.RFC3339Nano, rec.End)
+		if err != nil {
+			continue
+		}
+		// Wall time to the probes' clock, with room for the conversion.
+		if limit := wire.MonoDeadline(end) + int64(50*time.Millisecond); p.end > limit {
+			out = append(out, fmt.Sprintf("%s by %v after its record's end", p.key, time.Duration(p.end-limit).Round(time.Millisecond)))
+		}
+	}
 	slices.Sort(out)
 	return out
+}
+
+// unrecordedSlots lists the slots of the agents' crontab job, from the
+// first one with a record to the last, that have no record: every slot is
+// either run or, after the catch-up, recorded as missed.
+func (c *chaosCheck) unrecordedSlots() (unrecorded []string, missed int) {
+	var first, last time.Time
+	for _, r := range c.records.all {
+		if r.base != chaosCronJob {
+			continue
+		}
+		if r.Result == resultMissed {
+			missed++
+		}
+		at, err := time.Parse(time.RFC3339, r.Slot)
+		if err != nil {
+			continue
+		}
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		last = maxTime(last, at)
+	}
+	for at := first; !first.IsZero() && !at.After(last); at = at.Add(time.Second) {
+		if _, ok := c.records.byRun[chaosCronJob+"/"+at.UTC().Format(time.RFC3339)]; !ok {
+			unrecorded = append(unrecorded, at.UTC().Format(time.RFC3339))
+		}
+	}
+	return unrecorded, missed
 }
 
 // check runs every check, fails the test on any violation, and returns
@@ -1400,6 +1471,7 @@ func (c *chaosCheck) check(t *testing.T) string {
 	}
 	kills := c.kills()
 	lost := c.lostOutcomes()
+	unrecorded, missedSlots := c.unrecordedSlots()
 	wedged, skippedRunning := c.wedges()
 	var races []string
 	codes := map[int]int{}
@@ -1503,7 +1575,14 @@ func (c *chaosCheck) check(t *testing.T) string {
 		codeList = append(codeList, fmt.Sprintf("%s: %d", name, codes[code]))
 	}
 	fmt.Fprintf(&b, "| check | result |\n|---|---|\n")
-	fmt.Fprintf(&b, "| runs | %d over %d ticks, jobs %s (%.0f%% of slots ran) |\n", len(c.all), c.ticks, strings.Join(names, ", "), 100*float64(len(slots))/float64(max(expected, 1)))
+	wrapped := 0
+	for k := range slots {
+		if !strings.HasPrefix(k, chaosCronJob+"/") {
+			wrapped++
+		}
+	}
+	fmt.Fprintf(&b, "| runs | %d over %d ticks, jobs %s (%.0f%% of their slots ran) and the agents' crontab job (%d runs) |\n",
+		len(c.all), c.ticks, strings.Join(names, ", "), 100*float64(wrapped)/float64(max(expected, 1)), len(slots)-wrapped)
 	fmt.Fprintf(&b, "| `hacron run` exit codes | %s |\n", strings.Join(codeList, ", "))
 	fmt.Fprintf(&b, "| probes that saw another node's probe alive | %d |\n", len(violations))
 	fmt.Fprintf(&b, "| overlapping runs of two nodes | %d |\n", len(overlaps))
@@ -1515,6 +1594,7 @@ func (c *chaosCheck) check(t *testing.T) string {
 	fmt.Fprintf(&b, "| lost outcomes (records without an end after the settle, runs without a record) | %d |\n", len(lost))
 	fmt.Fprintf(&b, "| wedges (--no-overlap skipped, no run of it anywhere) | %d of %d skips as still running |\n", len(wedged), skippedRunning)
 	fmt.Fprintf(&b, "| no leader (no active node > T + 1 s after a fault healed) | %d |\n", len(leaderless))
+	fmt.Fprintf(&b, "| crontab slots without a record (neither run nor recorded missed by the catch-up) | %d (%d recorded missed) |\n", len(unrecorded), missedSlots)
 	stray := "0"
 	if c.election != "" {
 		stray = "1 (" + c.election + ")"
@@ -1560,6 +1640,9 @@ func (c *chaosCheck) check(t *testing.T) string {
 	}
 	for _, l := range leaderless {
 		t.Errorf("no leader: %s", l)
+	}
+	for _, u := range unrecorded {
+		t.Errorf("crontab slot without a record: %s", u)
 	}
 	if c.election != "" {
 		t.Errorf("election at the end: %s", c.election)
@@ -1743,5 +1826,45 @@ func TestChaosVerdicts(t *testing.T) {
 	want := []string{"/r/t2 (node node-a): no end, the job never ran (hacron run exited 125)", "node-b/short/t3 ran (token 8) but has no record"}
 	if !slices.Equal(lost, want) {
 		t.Errorf("lost outcomes:\n got %q\nwant %q", lost, want)
+	}
+
+	// The agents' crontab job: a slot between two recorded ones without a
+	// record, a probe whose slot is recorded missed, a probe alive after
+	// its record's end, and a probe terminated while the lease was valid.
+	cron := func(node, slot string, from, to time.Duration, killed bool) *ledgerRun {
+		return &ledgerRun{node: node, job: chaosCronJob, slot: slot, key: node + "/" + chaosCronJob + "/" + slot, token: 7, start: at(from), end: at(to), killed: killed}
+	}
+	end := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339Nano) }
+	crecs := []chaosRecord{
+		{base: chaosCronJob, Node: "node-a", Slot: "2026-12-01T10:00:00Z", End: end(1100 * time.Millisecond), Result: resultOK},
+		{base: chaosCronJob, Node: "node-a", Slot: "2026-12-01T10:00:02Z", End: end(3 * time.Second), Result: resultOK},
+		{base: chaosCronJob, Node: "node-b", Slot: "2026-12-01T10:00:03Z", End: end(4 * time.Second), Result: resultMissed},
+		{base: chaosCronJob, Node: "node-a", Slot: "2026-12-01T10:00:04Z", End: end(12500 * time.Millisecond), Result: resultLost},
+	}
+	c = &chaosCheck{start: t0, samples: lease, records: chaosRecords{byRun: map[string]chaosRecord{}, all: crecs}}
+	for _, r := range crecs {
+		c.records.byRun[r.base+"/"+r.Slot] = r
+	}
+	c.all = []*ledgerRun{
+		cron("node-a", "2026-12-01T10:00:00Z", time.Second, 1050*time.Millisecond, false),
+		cron("node-a", "2026-12-01T10:00:02Z", 2*time.Second, 3500*time.Millisecond, false),
+		cron("node-b", "2026-12-01T10:00:03Z", 3*time.Second, 3200*time.Millisecond, false),
+		cron("node-a", "2026-12-01T10:00:04Z", 10*time.Second+20*time.Millisecond, 12*time.Second, true),
+	}
+	c.probes = map[string]*ledgerRun{}
+	for _, p := range c.all {
+		c.probes[p.key] = p
+	}
+	if u, missed := c.unrecordedSlots(); !slices.Equal(u, []string{"2026-12-01T10:00:01Z"}) || missed != 1 {
+		t.Errorf("crontab slots without a record: %v (%d missed), want 10:00:01 (1 missed)", u, missed)
+	}
+	if lost := c.lostOutcomes(); len(lost) != 1 || !strings.HasPrefix(lost[0], "node-b/"+chaosCronJob+"/2026-12-01T10:00:03Z ran") {
+		t.Errorf("crontab lost outcomes: %q, want the run of the slot recorded missed", lost)
+	}
+	if o := c.outlived(); len(o) != 1 || !strings.HasPrefix(o[0], "node-a/"+chaosCronJob+"/2026-12-01T10:00:02Z by ") {
+		t.Errorf("crontab outlived: %q, want the probe alive after its record's end", o)
+	}
+	if v := c.kills(); len(v.spurious) != 1 || !strings.Contains(v.spurious[0].what, chaosCronJob) {
+		t.Errorf("crontab kills: %+v, want the terminated probe with a valid lease as spurious", v)
 	}
 }

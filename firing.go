@@ -28,7 +28,8 @@ import (
 // firing is one scheduled run: what the crontab says about the job, and
 // the slot.
 type firing struct {
-	job       string // the job's name in ZooKeeper
+	at        time.Time // the firing time: its slot and jitter, or now for a catch-up
+	job       string    // the job's name in ZooKeeper
 	slot      string
 	schedule  string // the crontab line's schedule, recorded in the job node
 	command   string // run by /bin/sh -c
@@ -80,6 +81,15 @@ func (a *agent) fire(ctx context.Context, f firing) (result, skip string) {
 		<-done
 		log.Error("scheduled run: the job's group", "err", err)
 		return "", "start"
+	}
+	// Prepared ahead of the firing time (the job's nodes too, on its first
+	// firing): the admission waits for it.
+	if err := a.adm.ensureJob(f.job); err != nil {
+		log.Debug("scheduled run: the job's nodes", "err", err) // admit tries again, and says
+	}
+	select {
+	case <-time.After(time.Until(f.at)):
+	case <-ctx.Done():
 	}
 	run := &admittedRun{id: newRunID(), pgid: pid, start: time.Now(), run: contain.NewRun(grp, nil)}
 	req := runRequest{job: f.job, slot: f.slot, claim: true, noOverlap: f.noOverlap,
@@ -153,6 +163,7 @@ func (a *agent) superviseFiring(s *supervisor, f firing, token int64, handshake 
 		s.log.Error("scheduled run: start", "err", err)
 		return notStarted(exitUsage, resultFailed)
 	}
+	a.metrics.firingDelay.Observe(time.Since(f.at).Seconds())
 	return s.supervise(done, news)
 }
 

@@ -70,7 +70,7 @@ func newMetrics(standingNow func() standing, sessionNow func() session, noSessio
 		{"hacron_runs_total", "counter", "Runs admitted by this agent that ended, by job and result.", counters(m.runs)},
 		{"hacron_run_duration_seconds", "histogram", "Duration of runs admitted by this agent.", histograms(m.runDuration)},
 		{"hacron_admission_seconds", "histogram", "Time of the admission write (one ZooKeeper Multi).", func() []sample { return m.admission.samples(nil) }},
-		{"hacron_firing_delay_seconds", "histogram", "How late the agent's crontab fired a job: from its firing time (slot and jitter) to the firing.",
+		{"hacron_firing_delay_seconds", "histogram", "How late the agent's crontab started a job: from its firing time (slot and jitter) to the go-ahead to its first process.",
 			func() []sample { return m.firingDelay.samples(nil) }},
 		{"hacron_zk_session_state", "gauge", "3 session, 2 connected without a session, 1 connecting, 0 disconnected, -1 expired.",
 			one(func() float64 { return zkStateValue(sessionNow()) })},

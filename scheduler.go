@@ -26,6 +26,11 @@ import (
 // crontabPoll is how often the crontab's files are checked for changes.
 const crontabPoll = 2 * time.Second
 
+// fireLead is how long before its firing time a run is prepared (the job's
+// first process forked and held, waiting for the go-ahead), so that at the
+// firing time only the admission stands between the schedule and the job.
+const fireLead = 200 * time.Millisecond
+
 // scheduler fires one agent's crontab.
 type scheduler struct {
 	a    *agent
@@ -123,7 +128,7 @@ func (s *scheduler) run(ctx context.Context) {
 		}
 		wait := time.Hour
 		if len(q) > 0 {
-			wait = max(time.Until(q[0].at), 0)
+			wait = max(time.Until(q[0].at.Add(-fireLead)), 0)
 		}
 		timer.Reset(wait)
 		select {
@@ -133,10 +138,10 @@ func (s *scheduler) run(ctx context.Context) {
 			feed.next()
 		case <-timer.C:
 			now := time.Now()
-			for len(q) > 0 && !q[0].at.After(now) {
+			for len(q) > 0 && !q[0].at.After(now.Add(fireLead)) {
 				f := heap.Pop(&q).(*queued)
 				if active {
-					go s.fire(ctx, f.job, f.slot, now)
+					go s.fire(ctx, f.job, f.slot, f.at)
 				}
 				s.push(&q, f.job, f.slot)
 			}
@@ -253,19 +258,18 @@ func (s *scheduler) pushAfter(q *firingQueue, j *crontab.Job, slot, after time.T
 	}
 }
 
-// fire runs one slot of j.
-func (s *scheduler) fire(ctx context.Context, j *crontab.Job, slot, now time.Time) {
+// fire runs one slot of j at the time at (at once when it has passed).
+func (s *scheduler) fire(ctx context.Context, j *crontab.Job, slot, at time.Time) {
 	name, err := jobName(j.Name, os.Getuid())
 	if err != nil {
 		s.log.Error("crontab job", "job", j.Name, "err", err)
 		return
 	}
-	f := firing{job: name, slot: crontab.SlotKey(slot), schedule: j.Spec, command: j.Command, stdin: j.Stdin, env: j.Env,
+	f := firing{at: at, job: name, slot: crontab.SlotKey(slot), schedule: j.Spec, command: j.Command, stdin: j.Stdin, env: j.Env,
 		timeout: j.Timeout, noOverlap: j.NoOverlap, killGrace: j.KillGrace, nice: j.Nice, onFailure: j.OnFailure}
 	if j.MailToSet {
 		f.mailTo = j.MailTo
 	}
-	s.a.metrics.firingDelay.Observe(now.Sub(slot.Add(crontab.Jitter(name, slot, j.Jitter))).Seconds())
 	s.a.fire(ctx, f)
 }
 

@@ -2,7 +2,7 @@ package main
 
 // Prometheus metrics of the agent (--metrics-listen), written here in the
 // text exposition format (version 0.0.4) that every Prometheus scrapes.
-// Eight metrics need no client library: Prometheus' own pulls in protobuf,
+// Nine metrics need no client library: Prometheus' own pulls in protobuf,
 // expvar and procfs, whose package initialisation every `hacron run` paid
 // although only the agent serves metrics (docs/performance.md).
 
@@ -28,7 +28,8 @@ type metrics struct {
 	runs        *vec[value]
 	runDuration *vec[histogram]
 	admission   *histogram
-	families    []family // sorted by name
+	missed      atomic.Pointer[[]sample] // hacron_job_missed_slots, set whole by setMissed
+	families    []family                 // sorted by name
 }
 
 // zkStateValue gives hacron_zk_session_state its values: 3 session, 2
@@ -77,6 +78,13 @@ func newMetrics(standingNow func() standing, sessionNow func() session, noSessio
 				}
 				return 0
 			})},
+		{"hacron_job_missed_slots", "gauge", "Slots of the job's schedule in the last 24 h that nobody ran; counted about once a minute by the active agent only.",
+			func() []sample {
+				if p := m.missed.Load(); p != nil {
+					return *p
+				}
+				return nil
+			}},
 		{"hacron_lease_remaining_seconds", "gauge", "Time left on this node's lease; 0 when it holds none.", one(func() float64 {
 			st := standingNow()
 			if !st.active(time.Now()) {
@@ -87,6 +95,17 @@ func newMetrics(standingNow func() standing, sessionNow func() session, noSessio
 	}
 	slices.SortFunc(m.families, func(x, y family) int { return strings.Compare(x.name, y.name) })
 	return m
+}
+
+// setMissed replaces every series of hacron_job_missed_slots with counts
+// (job to missed slots); nil leaves none.
+func (m *metrics) setMissed(counts map[string]int) {
+	ss := make([]sample, 0, len(counts))
+	for job, n := range counts {
+		ss = append(ss, sample{labels: []string{"job", job}, value: float64(n)})
+	}
+	slices.SortFunc(ss, func(x, y sample) int { return strings.Compare(x.labels[1], y.labels[1]) })
+	m.missed.Store(&ss)
 }
 
 // observe follows the election for the state metrics.

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
-	"github.com/robfig/cron/v3"
 )
 
 // runRecord is the data of a run record (docs/contract.md, "ZooKeeper
@@ -39,6 +38,10 @@ type runRecord struct {
 	// Containment is what held the job's processes: cgroup2, cgroup1 or
 	// pgroup (a job that left its process group escaped pgroup).
 	Containment string `json:"containment,omitempty"`
+	// OutputTail is the end of what the job wrote, as outputTail makes it
+	// (runs the agent starts from its crontab; hacron run leaves the output
+	// to cron).
+	OutputTail string `json:"output_tail,omitempty"`
 }
 
 // Results of a run.
@@ -49,11 +52,15 @@ const (
 	resultTimeout = "timeout"
 	resultKilled  = "killed"
 	resultUnknown = "unknown" // the run is over, but nobody saw how it ended
+	resultMissed  = "missed"  // a catch-up recorded the slot without running it
 )
 
 // maxRecordData bounds what is parsed of a run record: records are small,
-// and a foreign or hostile node may be up to ZooKeeper's 1 MB.
-const maxRecordData = 16 << 10
+// and a foreign or hostile node may be up to ZooKeeper's 1 MB. The largest
+// record hacron writes stays below it with every byte escaped in JSON: a
+// cmd of maxRecordCmd and an output tail of maxOutputTail bytes, six each
+// (\u003c), and the names (TestRunRecordWorstCaseFits).
+const maxRecordData = 64 << 10
 
 // decodeRunRecord parses a run record's data; anything else is an error,
 // never a crash.
@@ -112,7 +119,7 @@ func validSlot(s string) error {
 // scheduleSlot is the latest time the schedule fired that is not after
 // now, in UTC: the slot a late cron start still belongs to.
 func scheduleSlot(expr string, now time.Time) (string, error) {
-	sched, err := cron.ParseStandard(expr)
+	sched, err := parseSchedule(expr)
 	if err != nil {
 		return "", fmt.Errorf("--schedule %q: %w", expr, err)
 	}

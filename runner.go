@@ -150,7 +150,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	req := runRequest{job: job, slot: slot, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
+	req := runRequest{job: job, slot: slot, schedule: r.Schedule, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
 		uid: os.Getuid(), cmd: recordCmd(r.Command), pgid: l.shim, containment: hier.Kind}
 	if r.KillGrace != nil {
 		req.killGrace, req.killGraceSet = *r.KillGrace, true
@@ -325,8 +325,12 @@ func (l *launch) finish() {
 func admitAgent(ctx context.Context, socket string, req runRequest, argv []string) (*grant, string, error) {
 	m := wire.Request{V: wire.Version, Op: "run", Job: req.job, Slot: req.slot, Claim: req.claim, NoOverlap: req.noOverlap,
 		WaitMS: req.wait.Milliseconds(), Argv: argv, PGID: req.pgid,
-		KillGraceMS: req.killGrace.Milliseconds(), KillGraceSet: req.killGraceSet}
+		KillGraceMS: req.killGrace.Milliseconds(), KillGraceSet: req.killGraceSet, Schedule: req.schedule}
 	ac, rep, err := askAgent(ctx, socket, m, req.wait+agentAnswerLimit)
+	if m.Schedule != "" && refusedSchedule(err) {
+		m.Schedule = "" // an agent older than the field: run without recording it
+		ac, rep, err = askAgent(ctx, socket, m, req.wait+agentAnswerLimit)
+	}
 	if errors.Is(err, errInterrupted) {
 		return nil, "", withExit(exitUsage, errors.New("interrupted while waiting for admission; the job did not run"))
 	}

@@ -136,9 +136,14 @@ var commandNotes = map[string][]string{
 	},
 	"status": {
 		"Read from ZooKeeper, so it works from any host: the cluster's mode, the agents in the election (the lowest is shown as active; whether its lease is still valid only `hacron state` on that node can tell), the fencing token, and every job's newest run records with their commands. `--job` shows one job, `--last N` at most N runs per job. A cluster that does not exist exits 1.",
+		"Missed slots: a job whose schedule hacron knows (run with `--schedule`, or from the agent's crontab) has it recorded in ZooKeeper by the node that runs it. A slot of that schedule in the last 24 hours, since the schedule was recorded, went unrun when it has no run record, or one with result `missed`; a slot counts once a minute has passed, or the next slot has come if that is sooner. Records pruned by `--history` cannot be told from missed slots, so slots older than a job's oldest record are not judged. The table of scheduled jobs shows how many slots each missed and the newest; `--json` gives each such job `schedule`, `since` and `missed` (slot keys, newest first).",
+	},
+	"logs": {
+		"Prints, from any host, what the run record keeps of a run's output (`output_tail`: the last 4096 bytes, with control characters other than newline and tab, and bytes that are not UTF-8, as U+FFFD): of the job's newest run that has any, or of the run of `--slot`. Nothing else is printed. The agent records it for the runs it starts from its crontab; `hacron run` leaves its job's output to cron. A missing job, slot or output exits 1 with one line saying which.",
 	},
 	"check": {
 		"Validates the config file, connects, and prints the granted session timeout, the lease and kill-grace arithmetic, the cluster's mode and members, whether ZooKeeper auth and TLS are in use, and what the local agent says. Warnings (such as no ZooKeeper auth) do not fail it.",
+		"`--missed` checks only the cluster's jobs with a schedule: one line for each job with a slot of the last 24 hours that went unrun (or whose recorded schedule cannot be read), and exit 1; nothing and exit 0 when every slot ran. See `hacron status` for what counts as missed.",
 	},
 }
 
@@ -208,8 +213,10 @@ func hacronPage(t *testing.T, app *kong.Application) []byte {
 	p.Item(fmt.Sprint(statePassiveExit), "Passive.")
 	p.Item(fmt.Sprint(stateUnknownExit), "Unknown: the agent unreachable, no ZooKeeper session.")
 	p.Subsection("hacron check")
-	p.Item("0", "The setup is sound (warnings may have been printed).")
-	p.Item(fmt.Sprint(exitCheckFailed), "Something is wrong: the list says what.")
+	p.Item("0", "The setup is sound (warnings may have been printed); with `--missed`, no job missed a slot.")
+	p.Item(fmt.Sprint(exitCheckFailed), "Something is wrong: the list says what; with `--missed`, a job missed a slot.")
+	p.Subsection("hacron status, hacron logs")
+	p.Item(fmt.Sprint(exitNoSuch), "The cluster, the job, the slot's run or (logs) its output does not exist.")
 	p.Subsection("other commands")
 	p.Item("0", "Done; for `hacron agent`, a clean stop, or another agent already running.")
 	p.Item(fmt.Sprint(exitUsage), "Failed: a usage or config error, the agent or ZooKeeper unreachable.")
@@ -248,6 +255,8 @@ func hacronPage(t *testing.T, app *kong.Application) []byte {
 		"hacron state && echo this node runs the jobs",
 		"hacron resign --hold 5m",
 		"hacron status --json",
+		"hacron check --missed || echo a job missed a slot",
+		"hacron logs backup",
 	)
 
 	p.Section("see also")

@@ -59,13 +59,14 @@ _hacron() {
         state) flags+=' -q --quiet --json' ;;
         resign) flags+=' --hold --drain' ;;
         status) flags+=' --json --job --last' ;;
-        check) flags+=' --rcron-conf' ;;
+        logs) flags+=' --slot' ;;
+        check) flags+=' --rcron-conf --missed' ;;
         esac
         COMPREPLY=($(compgen -W "$flags" -- "$cur"))
         return
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'run agent state resign rejoin status check' -- "$cur"))
+        COMPREPLY=($(compgen -W 'run agent state resign rejoin status logs check' -- "$cur"))
     elif [[ $cmd == run ]]; then
         COMPREPLY=($(compgen -c -- "$cur"))
     fi

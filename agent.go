@@ -274,7 +274,7 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 
 	stopHelpers := a.startHelpers()
 	go a.completeLeftoversPerTerm(life)
-	go a.watchMissed(life)
+	go a.metrics.watchMissed(life, a.el, a.zc, a.root, a.log)
 	go a.watchSession(life)
 	go a.accept(ln)
 	log.Info("agent started", "cluster", g.Cluster, "node", g.Node, "socket", g.Socket, "version", version)

@@ -8,6 +8,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -106,6 +108,53 @@ func (m *metrics) setMissed(counts map[string]int) {
 	}
 	slices.SortFunc(ss, func(x, y sample) int { return strings.Compare(x.labels[1], y.labels[1]) })
 	m.missed.Store(&ss)
+}
+
+// missedEvery is how often the active agent counts missed slots for its
+// metric: each count reads every job's node and a scheduled job's records.
+const missedEvery = time.Minute
+
+// missedReaders is how many jobs the agent reads at once: go-zk pipelines
+// concurrent requests on its one connection.
+const missedReaders = 8
+
+// watchMissed keeps hacron_job_missed_slots while el is active: counted
+// when it becomes active and then about once a minute, for the jobs under
+// root (chroot-relative). A passive agent exports none, so that the series
+// of a cluster come from one node.
+func (m *metrics) watchMissed(ctx context.Context, el *election, zc *zkClient, root string, log *slog.Logger) {
+	feed := el.subscribe()
+	defer el.unsubscribe(feed)
+	tick := time.NewTicker(missedEvery / 4)
+	defer tick.Stop()
+	var last time.Time // of the last count while active; zero when passive
+	for {
+		now := time.Now()
+		switch {
+		case !el.Status().active(now):
+			if !last.IsZero() {
+				m.setMissed(nil)
+				last = time.Time{}
+			}
+		case last.IsZero() || now.Sub(last) >= missedEvery:
+			if s := zc.snapshot(); s.Usable() {
+				counts, err := countMissed(ctx, s.Conn, zc.abs(root), now)
+				if err != nil {
+					log.Debug("counting missed slots", "err", err)
+				} else {
+					m.setMissed(counts)
+				}
+				last = now
+			}
+		}
+		select {
+		case <-feed.C():
+			feed.next()
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // observe follows the election for the state metrics.

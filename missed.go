@@ -252,52 +252,6 @@ func readJobInfo(conn *zk.Conn, path string) (jobInfo, error) {
 	return decodeJobInfo(data), nil
 }
 
-// missedEvery is how often the active agent counts missed slots for its
-// metric: each count reads every job's node and a scheduled job's records.
-const missedEvery = time.Minute
-
-// missedReaders is how many jobs the agent reads at once: go-zk pipelines
-// concurrent requests on its one connection.
-const missedReaders = 8
-
-// watchMissed keeps hacron_job_missed_slots while this agent is active:
-// counted when it becomes active and then about once a minute. A passive
-// agent exports none, so that the series of a cluster come from one node.
-func (a *agent) watchMissed(ctx context.Context) {
-	feed := a.el.subscribe()
-	defer a.el.unsubscribe(feed)
-	tick := time.NewTicker(missedEvery / 4)
-	defer tick.Stop()
-	var last time.Time // of the last count while active; zero when passive
-	for {
-		now := time.Now()
-		switch {
-		case !a.el.Status().active(now):
-			if !last.IsZero() {
-				a.metrics.setMissed(nil)
-				last = time.Time{}
-			}
-		case last.IsZero() || now.Sub(last) >= missedEvery:
-			if s := a.zc.snapshot(); s.Usable() {
-				counts, err := countMissed(ctx, s.Conn, a.zc.abs(a.root), now)
-				if err != nil {
-					a.log.Debug("counting missed slots", "err", err)
-				} else {
-					a.metrics.setMissed(counts)
-				}
-				last = now
-			}
-		}
-		select {
-		case <-feed.C():
-			feed.next()
-		case <-tick.C:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
 // countMissed counts the missed slots of every job with a schedule under
 // root (absolute).
 func countMissed(ctx context.Context, conn *zk.Conn, root string, now time.Time) (map[string]int, error) {

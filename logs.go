@@ -80,7 +80,7 @@ func readOutputTail(ctx context.Context, zc *zkClient, cluster, job, slot string
 		}
 		r, err := decodeRunRecord(data)
 		if err != nil {
-			return "", withExit(exitNoSuch, fmt.Errorf("the record of job %s in slot %s is not a run record: %v", job, slot, err))
+			return "", withExit(exitNoSuch, fmt.Errorf("the record of job %s in slot %s is not a run record: %w", job, slot, err))
 		}
 		if r.OutputTail == "" {
 			return "", withExit(exitNoSuch, withHint(fmt.Errorf("the run of job %s in slot %s has no output recorded", job, slot), noOutputHint))

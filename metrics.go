@@ -128,6 +128,7 @@ func (m *metrics) watchMissed(ctx context.Context, el *election, zc *zkClient, r
 	tick := time.NewTicker(missedEvery / 4)
 	defer tick.Stop()
 	var last time.Time // of the last count while active; zero when passive
+	kinds := &missedKinds{jobs: map[string]map[string]bool{}}
 	for {
 		now := time.Now()
 		switch {
@@ -138,7 +139,7 @@ func (m *metrics) watchMissed(ctx context.Context, el *election, zc *zkClient, r
 			}
 		case last.IsZero() || now.Sub(last) >= missedEvery:
 			if s := zc.snapshot(); s.Usable() {
-				counts, err := countMissed(ctx, s.Conn, zc.abs(root), now)
+				counts, err := countMissed(ctx, s.Conn, zc.abs(root), now, kinds)
 				if err != nil {
 					log.Debug("counting missed slots", "err", err)
 				} else {

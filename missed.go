@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -219,8 +220,9 @@ type jobMissed struct {
 	err      error    // the schedule in the job node does not parse
 }
 
-// judgeJob judges a job from its node's data and its run records.
-func judgeJob(info jobInfo, recs []storedRecord, now time.Time) jobMissed {
+// judgeJob judges a job from its node's data and its run records (name to
+// result, see recordResults).
+func judgeJob(info jobInfo, runs map[string]string, now time.Time) jobMissed {
 	j := jobMissed{schedule: info.Schedule}
 	sched, err := parseSchedule(info.Schedule)
 	if err != nil {
@@ -231,12 +233,18 @@ func judgeJob(info jobInfo, recs []storedRecord, now time.Time) jobMissed {
 	if err != nil {
 		since = time.Time{} // unreadable: the whole window
 	}
+	j.missed, j.capped = missedSlots(sched, since, now, runs)
+	return j
+}
+
+// recordResults maps a job's records to their results, for judgeJob. A
+// record that is not hacron's still names a slot that somebody took.
+func recordResults(recs []storedRecord) map[string]string {
 	runs := make(map[string]string, len(recs))
 	for _, r := range recs {
 		runs[r.name] = r.rec.Result
 	}
-	j.missed, j.capped = missedSlots(sched, since, now, runs)
-	return j
+	return runs
 }
 
 // readJobInfo reads a job node's data (absolute path); a job node that is
@@ -252,9 +260,46 @@ func readJobInfo(conn *zk.Conn, path string) (jobInfo, error) {
 	return decodeJobInfo(data), nil
 }
 
+// missedKinds remembers, for each job the agent counts, which of its
+// records are missed records: a record is one or not from its creation on
+// (a catch-up writes a missed slot's record whole), so a count reads only
+// the records created since the last one, not a job's whole history every
+// minute.
+type missedKinds struct {
+	mu   sync.Mutex
+	jobs map[string]map[string]bool // job: record name: result missed
+}
+
+func (k *missedKinds) get(job string) map[string]bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.jobs[job]
+}
+
+func (k *missedKinds) set(job string, kinds map[string]bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if kinds == nil {
+		delete(k.jobs, job)
+	} else {
+		k.jobs[job] = kinds
+	}
+}
+
+// keepOnly forgets the jobs that are gone.
+func (k *missedKinds) keepOnly(jobs []string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for job := range k.jobs {
+		if !slices.Contains(jobs, job) {
+			delete(k.jobs, job)
+		}
+	}
+}
+
 // countMissed counts the missed slots of every job with a schedule under
-// root (absolute).
-func countMissed(ctx context.Context, conn *zk.Conn, root string, now time.Time) (map[string]int, error) {
+// root (absolute). A job that cannot be read now has no count.
+func countMissed(ctx context.Context, conn *zk.Conn, root string, now time.Time, kinds *missedKinds) (map[string]int, error) {
 	jobs, _, err := conn.Children(root + "/jobs")
 	if errors.Is(err, zk.ErrNoNode) {
 		return map[string]int{}, nil
@@ -262,6 +307,7 @@ func countMissed(ctx context.Context, conn *zk.Conn, root string, now time.Time)
 	if err != nil {
 		return nil, err
 	}
+	kinds.keepOnly(jobs)
 	var mu sync.Mutex
 	counts := map[string]int{}
 	work := make(chan string)
@@ -269,22 +315,13 @@ func countMissed(ctx context.Context, conn *zk.Conn, root string, now time.Time)
 	for range min(missedReaders, len(jobs)) {
 		wg.Go(func() {
 			for job := range work {
-				path := root + "/jobs/" + job
-				info, err := readJobInfo(conn, path)
-				if err != nil || info.Schedule == "" {
-					continue // a job the alarm cannot judge has no series
+				n, known := countJobMissed(conn, root+"/jobs/"+job, now, kinds.get(job))
+				kinds.set(job, known)
+				if known != nil {
+					mu.Lock()
+					counts[job] = n
+					mu.Unlock()
 				}
-				recs, err := listRecords(ctx, conn, path+"/runs")
-				if err != nil && !errors.Is(err, zk.ErrNoNode) {
-					continue
-				}
-				j := judgeJob(info, recs, now)
-				if j.err != nil {
-					continue
-				}
-				mu.Lock()
-				counts[job] = len(j.missed)
-				mu.Unlock()
 			}
 		})
 	}
@@ -297,4 +334,45 @@ func countMissed(ctx context.Context, conn *zk.Conn, root string, now time.Time)
 	close(work)
 	wg.Wait()
 	return counts, ctx.Err()
+}
+
+// countJobMissed counts one job's missed slots, reading the job node, its
+// records' names, and the records known does not know. It returns what it
+// knows of the records then; nil when the job has no schedule it can
+// judge, or could not be read.
+func countJobMissed(conn *zk.Conn, path string, now time.Time, known map[string]bool) (int, map[string]bool) {
+	info, err := readJobInfo(conn, path)
+	if err != nil || info.Schedule == "" {
+		return 0, nil
+	}
+	names, _, err := conn.Children(path + "/runs")
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return 0, nil
+	}
+	kinds := make(map[string]bool, len(names))
+	runs := make(map[string]string, len(names))
+	for _, name := range names {
+		missed, ok := known[name]
+		if !ok {
+			data, _, err := conn.Get(path + "/runs/" + name)
+			if errors.Is(err, zk.ErrNoNode) {
+				continue // pruned meanwhile
+			}
+			if err != nil {
+				return 0, nil
+			}
+			r, _ := decodeRunRecord(data) // not hacron's: a slot somebody took
+			missed = r.Result == resultMissed
+		}
+		kinds[name] = missed
+		runs[name] = ""
+		if missed {
+			runs[name] = resultMissed
+		}
+	}
+	j := judgeJob(info, runs, now)
+	if j.err != nil {
+		return 0, nil
+	}
+	return len(j.missed), kinds
 }

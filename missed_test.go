@@ -220,7 +220,7 @@ func TestJudgeJobBadSchedule(t *testing.T) {
 		t.Errorf("judged %+v", j)
 	}
 	recs := []storedRecord{{name: "2026-11-25T02:00:00Z", ok: true, rec: missedRecord("j", "node-a", "2026-11-25T02:00:00Z", 7, time.Now())}}
-	j = judgeJob(jobInfo{Schedule: "0 2 * * *", Since: "garbage"}, recs, mustTime(t, "2026-11-25T10:00:00Z"))
+	j = judgeJob(jobInfo{Schedule: "0 2 * * *", Since: "garbage"}, recordResults(recs), mustTime(t, "2026-11-25T10:00:00Z"))
 	if j.err != nil || !slices.Equal(j.missed, []string{"2026-11-25T02:00:00Z"}) {
 		t.Errorf("judged %+v, want the slot with a missed record", j)
 	}
@@ -585,5 +585,57 @@ func TestIntegration_Logs(t *testing.T) {
 			t.Errorf("hacron %s: exit %d, stdout %.80q, stderr %q; want exit %d, stdout %.80q, stderr %q",
 				strings.Join(c.args, " "), code, out, errText, c.code, c.stdout, c.stderr)
 		}
+	}
+}
+
+// The agent's count follows the records from one count to the next while
+// reading only new ones: a record created, one deleted, a schedule removed.
+func TestIntegration_CountMissedFollowsRecords(t *testing.T) {
+	t.Parallel()
+	zkS := sharedZK(t)
+	cluster := clusterName(t)
+	jobs := newTestJobs(t, zkS.ConnectString(), cluster)
+	top := time.Now().UTC().Truncate(time.Hour)
+	slot := func(k int) string { return top.Add(-time.Duration(k) * time.Hour).Format(time.RFC3339) }
+	spec := fmt.Sprintf("CRON_TZ=UTC 0 %d,%d,%d * * *", top.Add(-time.Hour).Hour(), top.Add(-2*time.Hour).Hour(), top.Add(-3*time.Hour).Hour())
+	jobs.job("j", jobInfo{Schedule: spec, Since: jsonTime(top.Add(-4 * time.Hour))}, nil)
+	jobs.job("other", jobInfo{}, nil)
+	conn := jobs.zc.snapshot().Conn
+	runs := jobs.zc.abs(jobPath(jobs.root, "j")) + "/runs/"
+	kinds := &missedKinds{jobs: map[string]map[string]bool{}}
+	count := func() map[string]int {
+		t.Helper()
+		c, err := countMissed(context.Background(), conn, jobs.zc.abs(jobs.root), time.Now(), kinds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	create := func(name string, r runRecord) {
+		t.Helper()
+		if _, err := conn.Create(runs+name, r.encode(), 0, jobs.zc.acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := count(); !maps.Equal(c, map[string]int{"j": 3}) {
+		t.Errorf("no records: %v, want j: 3", c)
+	}
+	create(slot(3), ranRecord("j", slot(3), resultOK))
+	create(slot(2), missedRecord("j", "node-a", slot(2), 1, time.Now()))
+	create(slot(1), ranRecord("j", slot(1), resultOK))
+	if c := count(); !maps.Equal(c, map[string]int{"j": 1}) {
+		t.Errorf("two slots run, one recorded missed: %v, want j: 1", c)
+	}
+	if err := conn.Delete(runs+slot(1), -1); err != nil {
+		t.Fatal(err)
+	}
+	if c := count(); !maps.Equal(c, map[string]int{"j": 2}) {
+		t.Errorf("a record deleted: %v, want j: 2", c)
+	}
+	if _, err := conn.Set(jobs.zc.abs(jobPath(jobs.root, "j")), nil, -1); err != nil {
+		t.Fatal(err)
+	}
+	if c := count(); len(c) != 0 || len(kinds.jobs) != 0 {
+		t.Errorf("no schedule left: counts %v, remembered %v", c, kinds.jobs)
 	}
 }

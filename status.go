@@ -198,7 +198,7 @@ func readStatus(zc *zkClient, cluster string, q statusQuery) (statusDoc, error) 
 		}
 		jr := jobRuns{Job: job, Runs: []runRecord{}}
 		if info, err := readJobInfo(conn, jobNode); err == nil && info.Schedule != "" {
-			j := judgeJob(info, recs, now)
+			j := judgeJob(info, recordResults(recs), now)
 			jr.Schedule, jr.Since, jr.scheduleErr = info.Schedule, info.Since, j.err
 			if j.err == nil {
 				jr.Missed, jr.missedCapped = append([]string{}, j.missed...), j.capped

@@ -221,7 +221,8 @@ type jobMissed struct {
 }
 
 // judgeJob judges a job from its node's data and its run records (name to
-// result, see recordResults).
+// result; "" for a record that is not hacron's: still a slot somebody
+// took).
 func judgeJob(info jobInfo, runs map[string]string, now time.Time) jobMissed {
 	j := jobMissed{schedule: info.Schedule}
 	sched, err := parseSchedule(info.Schedule)
@@ -235,16 +236,6 @@ func judgeJob(info jobInfo, runs map[string]string, now time.Time) jobMissed {
 	}
 	j.missed, j.capped = missedSlots(sched, since, now, runs)
 	return j
-}
-
-// recordResults maps a job's records to their results, for judgeJob. A
-// record that is not hacron's still names a slot that somebody took.
-func recordResults(recs []storedRecord) map[string]string {
-	runs := make(map[string]string, len(recs))
-	for _, r := range recs {
-		runs[r.name] = r.rec.Result
-	}
-	return runs
 }
 
 // readJobInfo reads a job node's data (absolute path); a job node that is

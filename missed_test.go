@@ -219,8 +219,8 @@ func TestJudgeJobBadSchedule(t *testing.T) {
 	if j.err == nil || j.missed != nil {
 		t.Errorf("judged %+v", j)
 	}
-	recs := []storedRecord{{name: "2026-11-25T02:00:00Z", ok: true, rec: missedRecord("j", "node-a", "2026-11-25T02:00:00Z", 7, time.Now())}}
-	j = judgeJob(jobInfo{Schedule: "0 2 * * *", Since: "garbage"}, recordResults(recs), mustTime(t, "2026-11-25T10:00:00Z"))
+	runs := map[string]string{"2026-11-25T02:00:00Z": missedRecord("j", "node-a", "2026-11-25T02:00:00Z", 7, time.Now()).Result}
+	j = judgeJob(jobInfo{Schedule: "0 2 * * *", Since: "garbage"}, runs, mustTime(t, "2026-11-25T10:00:00Z"))
 	if j.err != nil || !slices.Equal(j.missed, []string{"2026-11-25T02:00:00Z"}) {
 		t.Errorf("judged %+v, want the slot with a missed record", j)
 	}

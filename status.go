@@ -5,6 +5,7 @@ package main
 // and every job's recent runs.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -191,27 +192,47 @@ func readStatus(zc *zkClient, cluster string, q statusQuery) (statusDoc, error) 
 	slices.Sort(jobs)
 	now := time.Now()
 	for _, job := range jobs {
-		jobNode := root + "/jobs/" + job
-		recs, err := listRecords(context.Background(), conn, jobNode+"/runs")
+		runsPath := root + "/jobs/" + job + "/runs"
+		names, _, err := conn.Children(runsPath)
 		if err != nil {
 			continue
 		}
+		type rec struct {
+			r     runRecord
+			czxid int64
+		}
+		var recs []rec
+		results := make(map[string]string, len(names)) // for the missed slots
+		for _, n := range names {
+			data, st, err := conn.Get(runsPath + "/" + n)
+			if errors.Is(err, zk.ErrNoNode) {
+				continue
+			}
+			results[n] = "" // a slot somebody took, whatever the record says
+			if err != nil {
+				continue
+			}
+			r, err := decodeRunRecord(data)
+			if err != nil {
+				continue // not a record of ours
+			}
+			results[n] = r.Result
+			recs = append(recs, rec{r, st.Czxid})
+		}
+		slices.SortFunc(recs, func(a, b rec) int { return cmp.Compare(b.czxid, a.czxid) })
+		if q.last > 0 && len(recs) > q.last {
+			recs = recs[:q.last]
+		}
 		jr := jobRuns{Job: job, Runs: []runRecord{}}
-		if info, err := readJobInfo(conn, jobNode); err == nil && info.Schedule != "" {
-			j := judgeJob(info, recordResults(recs), now)
+		if info, err := readJobInfo(conn, root+"/jobs/"+job); err == nil && info.Schedule != "" {
+			j := judgeJob(info, results, now)
 			jr.Schedule, jr.Since, jr.scheduleErr = info.Schedule, info.Since, j.err
 			if j.err == nil {
 				jr.Missed, jr.missedCapped = append([]string{}, j.missed...), j.capped
 			}
 		}
-		for _, r := range recs { // newest first
-			if !r.ok {
-				continue // not a record of ours
-			}
-			if q.last > 0 && len(jr.Runs) == q.last {
-				break
-			}
-			jr.Runs = append(jr.Runs, r.rec)
+		for _, r := range recs {
+			jr.Runs = append(jr.Runs, r.r)
 		}
 		doc.Jobs = append(doc.Jobs, jr)
 	}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -637,5 +640,58 @@ func TestIntegration_CountMissedFollowsRecords(t *testing.T) {
 	}
 	if c := count(); len(c) != 0 || len(kinds.jobs) != 0 {
 		t.Errorf("no schedule left: counts %v, remembered %v", c, kinds.jobs)
+	}
+}
+
+// A wrapper that asks an agent older than the schedule field (which
+// refuses fields it does not know, as every agent does) asks again without
+// it, and the run goes on as that agent decides.
+func TestAdmitAgentOlderAgent(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "old.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// The run request as agents before the field decode it.
+	type oldRequest struct {
+		V            int      `json:"v"`
+		Op           string   `json:"op"`
+		Job          string   `json:"job,omitempty"`
+		Slot         string   `json:"slot,omitempty"`
+		Claim        bool     `json:"claim,omitempty"`
+		NoOverlap    bool     `json:"no_overlap,omitempty"`
+		WaitMS       int64    `json:"wait_ms,omitempty"`
+		Argv         []string `json:"argv,omitempty"`
+		PGID         int      `json:"pgid,omitempty"`
+		KillGraceMS  int64    `json:"kill_grace_ms,omitempty"`
+		KillGraceSet bool     `json:"kill_grace_set,omitempty"`
+	}
+	seen := make(chan string, 2)
+	go func() {
+		for range 2 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(c).ReadBytes('\n')
+			seen <- string(line)
+			dec := json.NewDecoder(bytes.NewReader(line))
+			dec.DisallowUnknownFields()
+			var req oldRequest
+			rep := wire.Reply{V: wire.Version, Skip: skipPassive}
+			if err := dec.Decode(&req); err != nil {
+				rep = wire.Reply{V: wire.Version, Error: "bad request: bad message: " + err.Error(), Code: exitUsage}
+			}
+			wire.Write(c, rep)
+			c.Close()
+		}
+	}()
+	_, skip, err := admitAgent(context.Background(), sock, runRequest{job: "j", slot: "s", schedule: "*/5 * * * *", claim: true, pgid: 1}, []string{"true"})
+	if err != nil || skip != skipPassive {
+		t.Fatalf("against an older agent: skip %q, err %v; want the agent's skip", skip, err)
+	}
+	if first, again := <-seen, <-seen; !strings.Contains(first, `"schedule":"*/5 * * * *"`) || strings.Contains(again, "schedule") {
+		t.Errorf("requests %s and %s: want the schedule, then none", first, again)
 	}
 }

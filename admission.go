@@ -102,6 +102,7 @@ func (a admission) outcome(res []zk.MultiResponse, err error) (record, skip stri
 // runRequest is what one run asks for, whoever asks.
 type runRequest struct {
 	job, slot        string // job: the name in ZooKeeper (jobName)
+	schedule         string // the job's schedule, recorded in its node ("" clears it)
 	claim, noOverlap bool
 	wait             time.Duration // wait this long to become active
 	limit            time.Duration // and at most this long for the election to place us
@@ -150,12 +151,13 @@ type admitter struct {
 	// (direct mode, whose process is about to exit).
 	background context.Context
 
-	mu   sync.Mutex
-	made map[string]bool // jobs whose nodes exist
+	mu        sync.Mutex
+	made      map[string]bool   // jobs whose nodes exist
+	schedules map[string]string // what the nodes of jobs say of their schedules, as last read or written
 }
 
 func newAdmitter(el *election, zc *zkClient, root, node string, log *slog.Logger) *admitter {
-	return &admitter{el: el, zc: zc, root: root, node: node, log: log, made: map[string]bool{}}
+	return &admitter{el: el, zc: zc, root: root, node: node, log: log, made: map[string]bool{}, schedules: map[string]string{}}
 }
 
 // admit decides one run: a ticket, a skip reason, or an error.
@@ -164,14 +166,19 @@ func (a *admitter) admit(ctx context.Context, req runRequest) (*ticket, string, 
 	if err := validSlot(req.slot); err != nil {
 		return nil, "", err
 	}
+	if req.schedule != "" {
+		if err := checkSchedule(req.schedule); err != nil {
+			return nil, "", err
+		}
+	}
 	adm := admission{root: a.zc.abs(a.root), job: job, slot: req.slot, claim: req.claim, noOverlap: req.noOverlap, acl: a.zc.acl}
 	st, skip := awaitTurn(ctx, a.el, a.zc, adm, req.wait, req.limit, req.settled)
 	if skip != "" {
 		return nil, skip, nil
 	}
-	// The job's nodes are made by the node that runs it, not by every
-	// passive node that skips it.
-	if err := a.ensureJob(job); err != nil {
+	// The job's nodes are made, and its schedule recorded, by the node
+	// that runs it, not by every passive node that skips it.
+	if err := a.ensureJob(job, req.schedule); err != nil {
 		return nil, "", fmt.Errorf("admission: %w", err)
 	}
 	grace, err := lease.KillGrace(st.Timeout, req.killGrace, req.killGraceSet)
@@ -227,7 +234,7 @@ func (a *admitter) admit(ctx context.Context, req runRequest) (*ticket, string, 
 // scheduler's catch-up ran a newer one): a record with result missed,
 // written as an admission is, so only the active node writes it and a slot
 // that has a record keeps it.
-func (a *admitter) recordMissed(job, slot string) error {
+func (a *admitter) recordMissed(job, schedule, slot string) error {
 	if err := validSlot(slot); err != nil {
 		return err
 	}
@@ -235,12 +242,11 @@ func (a *admitter) recordMissed(job, slot string) error {
 	if !st.active(time.Now()) {
 		return errNotActive
 	}
-	if err := a.ensureJob(job); err != nil {
+	if err := a.ensureJob(job, schedule); err != nil {
 		return err
 	}
-	now := jsonTime(time.Now())
 	adm := admission{root: a.zc.abs(a.root), job: job, slot: slot, claim: true, acl: a.zc.acl,
-		rec: runRecord{Job: job, Node: a.node, Slot: slot, Start: now, End: now, Result: resultMissed, Token: st.Token}}
+		rec: missedRecord(job, a.node, slot, st.Token, time.Now())}
 	_, res, err := a.el.gate(adm.ops()...)
 	_, skip, err := adm.outcome(res, err)
 	if err == nil && skip == skipPassive {
@@ -326,19 +332,33 @@ func takeBack(conn *zk.Conn, adm admission) error {
 	return err
 }
 
-// ensureJob creates the job's runs parent once per admitter.
-func (a *admitter) ensureJob(job string) error {
+// ensureJob creates the job's runs parent and makes the job's node say
+// its schedule, each once per admitter and job (per schedule): an agent
+// pays for them once, a direct run (a new admitter) one read. A schedule
+// that cannot be recorded is logged, never a reason not to run the job:
+// the next admission tries again.
+func (a *admitter) ensureJob(job, schedule string) error {
 	a.mu.Lock()
 	made := a.made[job]
+	known, read := a.schedules[job]
 	a.mu.Unlock()
-	if made {
+	if !made {
+		if err := a.zc.ensurePath(a.zc.snapshot().Conn, jobPath(a.root, job)+"/runs"); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		a.made[job] = true
+		a.mu.Unlock()
+	}
+	if read && known == schedule {
 		return nil
 	}
-	if err := a.zc.ensurePath(a.zc.snapshot().Conn, jobPath(a.root, job)+"/runs"); err != nil {
-		return err
+	if err := recordSchedule(a.zc.snapshot().Conn, a.zc.abs(jobPath(a.root, job)), schedule, time.Now()); err != nil {
+		a.log.Warn("recording the job's schedule in its node", "job", job, "schedule", schedule, "err", err)
+		return nil
 	}
 	a.mu.Lock()
-	a.made[job] = true
+	a.schedules[job] = schedule
 	a.mu.Unlock()
 	return nil
 }

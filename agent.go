@@ -280,6 +280,7 @@ func runAgent(ctx context.Context, g *globals, log *slog.Logger, live *liveHandl
 	}
 	stopHelpers := a.startHelpers()
 	go a.completeLeftoversPerTerm(life)
+	go a.metrics.watchMissed(life, a.el, a.zc, a.root, a.log)
 	go a.watchSession(life)
 	go a.accept(ln)
 	log.Info("agent started", "cluster", g.Cluster, "node", g.Node, "socket", g.Socket, "version", version)
@@ -945,7 +946,7 @@ func (a *agent) serveRun(c *net.UnixConn, r *bufio.Reader, uid int, req wire.Req
 	run := &admittedRun{id: newRunID(), pgid: req.PGID, start: time.Now(), run: contain.NewRun(grp, nil)}
 	wait := time.Duration(req.WaitMS) * time.Millisecond
 	t, reason, err := a.adm.admit(ctx, runRequest{
-		job: job, slot: req.Slot, claim: req.Claim, noOverlap: req.NoOverlap,
+		job: job, slot: req.Slot, schedule: req.Schedule, claim: req.Claim, noOverlap: req.NoOverlap,
 		wait: wait, limit: wait,
 		killGrace: time.Duration(req.KillGraceMS) * time.Millisecond, killGraceSet: req.KillGraceSet,
 		uid: uid, cmd: recordCmd(req.Argv), pgid: req.PGID, containment: a.hier.Kind,

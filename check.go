@@ -21,12 +21,16 @@ import (
 type checkCmd struct {
 	Crontab   string `name:"crontab" placeholder:"PATH" help:"Check this crontab of hacron agent --crontab, line by line (default: the crontab config key)."`
 	RcronConf string `name:"rcron-conf" placeholder:"FILE" default:"${rcron_config}" help:"rcron's config, checked against hacron's for the rcron drop-in; a missing default file is fine (default: ${default})."`
+	Missed    bool   `name:"missed" help:"Check only that no job with a schedule left a slot of the last 24 h unrun: one line per job that did, exit 1."`
 }
 
 // exitCheckFailed is hacron check's "something is wrong".
 const exitCheckFailed = 1
 
 func (c *checkCmd) Run(ctx context.Context, g *globals, cfg *config) error {
+	if c.Missed {
+		return checkMissed(ctx, g, os.Stdout)
+	}
 	problems := runCheck(ctx, g, cfg, c.RcronConf, os.Stdout)
 	if c.Crontab != "" {
 		problems += checkCrontab(c.Crontab, os.Stdout)
@@ -165,6 +169,46 @@ func runCheck(ctx context.Context, g *globals, cfg *config, rcronPath string, w 
 		}
 	}
 	return problems
+}
+
+// checkMissed is hacron check --missed: a line for each job with a
+// schedule whose slots of the last 24 h went unrun (or whose schedule in
+// ZooKeeper cannot be read, so cannot be judged), and exit 1 when there is
+// one. Nothing is printed when every slot ran.
+func checkMissed(ctx context.Context, g *globals, w io.Writer) error {
+	zc, err := dialZK(ctx, g.zkConfig(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer zc.Close()
+	if err := clusterExists(zc, g); err != nil {
+		return err
+	}
+	doc, err := readStatus(zc, g.Cluster, statusQuery{last: 1})
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", zc.abs(g.clusterRoot()), err)
+	}
+	bad := 0
+	for _, j := range doc.Jobs {
+		switch {
+		case j.scheduleErr != nil:
+			fmt.Fprintf(w, "%s: cannot be judged: %v\n", cell(j.Job, maxJobName), j.scheduleErr)
+		case len(j.Missed) > 0:
+			more := ""
+			if j.missedCapped {
+				more = " or more"
+			}
+			fmt.Fprintf(w, "%s: %d%s missed slot(s) in the last 24h, newest %s (schedule %s)\n",
+				cell(j.Job, maxJobName), len(j.Missed), more, j.Missed[0], cell(j.Schedule, maxScheduleLen))
+		default:
+			continue
+		}
+		bad++
+	}
+	if bad > 0 {
+		return withExit(exitCheckFailed, fmt.Errorf("%d job(s) with missed slots", bad))
+	}
+	return nil
 }
 
 // foreignChildren lists election children that do not have hacron's

@@ -20,7 +20,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"hacron/internal/contain"
 )
@@ -84,7 +83,7 @@ func (a *agent) fire(ctx context.Context, f firing) (result, skip string) {
 	}
 	// Prepared ahead of the firing time (the job's nodes too, on its first
 	// firing): the admission waits for it.
-	if err := a.adm.ensureJob(f.job); err != nil {
+	if err := a.adm.ensureJob(f.job, f.schedule); err != nil {
 		log.Debug("scheduled run: the job's nodes", "err", err) // admit tries again, and says
 	}
 	select {
@@ -92,7 +91,7 @@ func (a *agent) fire(ctx context.Context, f firing) (result, skip string) {
 	case <-ctx.Done():
 	}
 	run := &admittedRun{id: newRunID(), pgid: pid, start: time.Now(), run: contain.NewRun(grp, nil)}
-	req := runRequest{job: f.job, slot: f.slot, claim: true, noOverlap: f.noOverlap,
+	req := runRequest{job: f.job, slot: f.slot, schedule: f.schedule, claim: true, noOverlap: f.noOverlap,
 		uid: os.Getuid(), cmd: recordCmd([]string{f.command}), pgid: pid, containment: a.hier.Kind,
 		hold: func(token int64, record string) (func(), string, error) {
 			return a.hold(run, grp, f.job, token, record)
@@ -299,21 +298,6 @@ func (o *jobOutput) wait(limit time.Duration) (tail, mail []byte) {
 		o.mail.WriteString("\n[output cut at " + strconv.Itoa(maxMailOutput) + " bytes]\n")
 	}
 	return o.tail, o.mail.Bytes()
-}
-
-// maxOutputTail is how much of a scheduled run's output its record keeps.
-const maxOutputTail = 4096
-
-// outputTail is a record's output_tail: the last maxOutputTail bytes of
-// the output, from a character's start.
-func outputTail(b []byte) string {
-	if len(b) > maxOutputTail {
-		b = b[len(b)-maxOutputTail:]
-		for i := 0; i < len(b) && i < utf8.UTFMax && !utf8.RuneStart(b[0]); i++ {
-			b = b[1:]
-		}
-	}
-	return string(b)
 }
 
 // hookResults are the results on which a run's on-failure command runs.

@@ -361,7 +361,7 @@ func TestIntegration_UnknownAdmissionTakenBack(t *testing.T) {
 	c := startCandidate(t, pa.Addr(), root+"/election", "node-a", testTimeout)
 	waitActive(t, 20*time.Second, c)
 	adm := newAdmitter(c.el, c.zc, root, "node-a", testLogger(t, "admitter: "))
-	if err := adm.ensureJob("j"); err != nil {
+	if err := adm.ensureJob("j", ""); err != nil {
 		t.Fatal(err)
 	}
 	pa.SetMode(proxyDropReplies)

@@ -212,7 +212,8 @@ type cli struct {
 	State  stateCmd  `cmd:"" help:"Print active or passive (exit 0 active, 1 passive, 2 unknown)."`
 	Resign resignCmd `cmd:"" help:"Ask the local agent to step down and stay out of the election for a while."`
 	Rejoin rejoinCmd `cmd:"" help:"End a resign's hold early: the local agent joins the election again."`
-	Status statusCmd `cmd:"" help:"Show the cluster: members, the active node, the fencing token, recent runs."`
+	Status statusCmd `cmd:"" help:"Show the cluster: members, the active node, the fencing token, recent runs, missed slots."`
+	Logs   logsCmd   `cmd:"" help:"Print the output a job's newest run left in its record (or the run of --slot)."`
 	Check  checkCmd  `cmd:"" help:"Check this node's setup: config, ZooKeeper, the lease arithmetic, the cluster."`
 }
 

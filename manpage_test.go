@@ -124,6 +124,7 @@ var commandNotes = map[string][]string{
 		"SIGTERM or SIGINT stop it cleanly: no new job, running jobs end as on a lease loss, its election node is deleted and the session closed (the standby is active within milliseconds), `passive` is written to the state file, exit 0.",
 		"A second agent for the same pid file exits 0 at once, silently. ZooKeeper unreachable is no reason to exit: the agent writes `passive` to the state file first, stays up answering unknown, skips runs with a logged reason, and joins when ZooKeeper answers. It exits 125 only when it cannot start: a bad configuration, a cluster of the other mode, a cluster node owned by other credentials.",
 		"SIGHUP re-reads the configuration: log level and format, syslog settings and history change live; other changed settings are named in a warning (they need a restart). It never steps down for it. A detached agent logs to syslog when /dev/log exists, else to `--log-file` (default /var/log/hacron/<cluster>.log). Before it joins the election, it ends the runs a previous agent of this node left running and completes their records as `unknown`.",
+		"With `--crontab` the active agent fires that crontab's jobs itself (see THE AGENT'S CRONTAB below); SIGHUP and any change to its files reload it.",
 	},
 	"state": {
 		"For unknown (agent unreachable, no ZooKeeper session) nothing is printed on stdout and the reason goes to stderr: unknown never counts as active. In direct mode the answer comes from ZooKeeper: active while this node holds some job's lock.",
@@ -136,9 +137,14 @@ var commandNotes = map[string][]string{
 	},
 	"status": {
 		"Read from ZooKeeper, so it works from any host: the cluster's mode, the agents in the election (the lowest is shown as active; whether its lease is still valid only `hacron state` on that node can tell), the fencing token, and every job's newest run records with their commands. `--job` shows one job, `--last N` at most N runs per job. A cluster that does not exist exits 1.",
+		"Missed slots: a job whose schedule hacron knows (run with `--schedule`, or from the agent's crontab) has it recorded in ZooKeeper by the node that runs it. A slot of that schedule in the last 24 hours, since the schedule was recorded, went unrun when it has no run record, or one with result `missed`; a slot counts once a minute has passed, or the next slot has come if that is sooner. Records pruned by `--history` cannot be told from missed slots, so slots older than a job's oldest record are not judged. The table of scheduled jobs shows how many slots each missed and the newest; `--json` gives each such job `schedule`, `since` and `missed` (slot keys, newest first).",
+	},
+	"logs": {
+		"Prints, from any host, what the run record keeps of a run's output (`output_tail`: the last 4096 bytes, with control characters other than newline and tab, and bytes that are not UTF-8, as U+FFFD): of the job's newest run that has any, or of the run of `--slot`. Nothing else is printed. The agent records it for the runs it starts from its crontab; `hacron run` leaves its job's output to cron. A missing job, slot or output exits 1 with one line saying which.",
 	},
 	"check": {
 		"Validates the config file, connects, and prints the granted session timeout, the lease and kill-grace arithmetic, the cluster's mode and members, whether ZooKeeper auth and TLS are in use, and what the local agent says. Warnings (such as no ZooKeeper auth) do not fail it.",
+		"`--missed` checks only the cluster's jobs with a schedule: one line for each job with a slot of the last 24 hours that went unrun (or whose recorded schedule cannot be read), and exit 1; nothing and exit 0 when every slot ran. See `hacron status` for what counts as missed.",
 	},
 }
 
@@ -208,8 +214,10 @@ func hacronPage(t *testing.T, app *kong.Application) []byte {
 	p.Item(fmt.Sprint(statePassiveExit), "Passive.")
 	p.Item(fmt.Sprint(stateUnknownExit), "Unknown: the agent unreachable, no ZooKeeper session.")
 	p.Subsection("hacron check")
-	p.Item("0", "The setup is sound (warnings may have been printed).")
-	p.Item(fmt.Sprint(exitCheckFailed), "Something is wrong: the list says what.")
+	p.Item("0", "The setup is sound (warnings may have been printed); with `--missed`, no job missed a slot.")
+	p.Item(fmt.Sprint(exitCheckFailed), "Something is wrong: the list says what; with `--missed`, a job missed a slot.")
+	p.Subsection("hacron status, hacron logs")
+	p.Item(fmt.Sprint(exitNoSuch), "The cluster, the job, the slot's run or (logs) its output does not exist.")
 	p.Subsection("other commands")
 	p.Item("0", "Done; for `hacron agent`, a clean stop, or another agent already running.")
 	p.Item(fmt.Sprint(exitUsage), "Failed: a usage or config error, the agent or ZooKeeper unreachable.")
@@ -236,6 +244,15 @@ func hacronPage(t *testing.T, app *kong.Application) []byte {
 	p.Section("rcron")
 	p.Para("Invoked as `rcron` (a symlink to hacron, package hacron-rcron), hacron takes rcron's call form `rcron [--conf FILE] COMMAND [ARG ...]`: it reads `" + rcronDefaultConfig + "` (or FILE, or `HACRON_CONFIG`), joins the arguments with spaces and runs them with `/bin/sh -c` at rcron's `nice_level` (19 unless the file sets it), under `hacron run`'s rules: the job's own exit status, and fail closed. rcron's own usage error exits 1.")
 
+	p.Section("the agent's crontab")
+	p.Para("`hacron agent --crontab PATH` (config key `crontab`) fires a crontab on the active node, with no system cron: PATH is a file, or a directory read like /etc/cron.d (names of `A-Z a-z 0-9 _ -` only), in crontab(5)'s format without the user field. Files writable by group or others, or owned by anyone but root and the agent's user, are refused. Every agent reads the same crontab and computes the same slots; only the active agent fires, each firing one admission that claims its slot (the time, in UTC, to the second), so a slot runs at most once in the cluster.")
+	p.Para("Lines: blank and `#` comments; `NAME=value` environment lines (quotes allowed) for the job lines below them in the file, `MAILTO` and `CRON_TZ=Zone` among them; jobs: five fields (minute hour day-of-month month day-of-week) or `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`, `@every D` (D whole seconds, slots at the multiples of D since the Unix epoch), optionally preceded by `CRON_TZ=Zone`, then the command, run by `/bin/sh -c`, cron's `%` rule included. `@reboot` is refused.")
+	p.Para("Options go on a comment line right above the job, which a plain cron ignores: `# hacron: name=NAME timeout=D no-overlap kill-grace=D nice=N catch-up=D jitter=D on-failure=CMD` (values may be quoted). Without `name=`, the job is named after its command's first word and a hash of the line's schedule and command.")
+	p.Item("`catch-up=D`", "When a node becomes active, the newest slot within D (and after the job was first seen) that nobody ran runs once; older ones get a record with result `missed`.")
+	p.Item("`jitter=D`", "Each slot's run is delayed by a hash of job and slot modulo D: the same on every node, so a failover keeps slot and delay.")
+	p.Item("`on-failure=CMD`", "Run when a run ends failed, lost or timed out, on the node that ran it, with the run's variables, `HACRON_RESULT` and `HACRON_EXIT_CODE`.")
+	p.Para("A job's output goes to the agent's log, a line per entry with the job's name; its last 4 KiB into the run record, for `hacron logs`; with `MAILTO` and /usr/sbin/sendmail, to mail. A bad line is logged as `file:line: what` and left out; every other line keeps firing; `hacron check --crontab PATH` reports the same. Daylight saving: a schedule whose hour field is `*` follows real time; any other runs a time the clock skips at the jump, and a time the clock shows twice once. Schedules without `CRON_TZ` use the agent's zone: give every node the same one.")
+
 	p.Section("examples")
 	p.Para("The same crontab on every node:")
 	p.Example(
@@ -243,11 +260,20 @@ func hacronPage(t *testing.T, app *kong.Application) []byte {
 		"*/5 * * * * hacron run --schedule '*/5 * * * *' --wait 50s -- /usr/local/bin/sync",
 		"0 * * * *   hacron run --no-overlap --timeout 50m -- /usr/local/bin/reindex",
 	)
+	p.Para("The agent's own crontab, /etc/hacron/cron.d/billing:")
+	p.Example(
+		"CRON_TZ=Europe/London",
+		"MAILTO=ops@example.com",
+		"# hacron: name=invoices catch-up=6h jitter=5m on-failure='page-oncall invoices'",
+		"30 1 * * *  /usr/local/bin/invoices",
+	)
 	p.Para("Scripts and people:")
 	p.Example(
 		"hacron state && echo this node runs the jobs",
 		"hacron resign --hold 5m",
 		"hacron status --json",
+		"hacron check --missed || echo a job missed a slot",
+		"hacron logs backup",
 	)
 
 	p.Section("see also")

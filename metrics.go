@@ -2,12 +2,14 @@ package main
 
 // Prometheus metrics of the agent (--metrics-listen), written here in the
 // text exposition format (version 0.0.4) that every Prometheus scrapes.
-// Eight metrics need no client library: Prometheus' own pulls in protobuf,
+// Nine metrics need no client library: Prometheus' own pulls in protobuf,
 // expvar and procfs, whose package initialisation every `hacron run` paid
 // although only the agent serves metrics (docs/performance.md).
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -29,7 +31,8 @@ type metrics struct {
 	runDuration *vec[histogram]
 	admission   *histogram
 	firingDelay *histogram
-	families    []family // sorted by name
+	missed      atomic.Pointer[[]sample] // hacron_job_missed_slots, set whole by setMissed
+	families    []family                 // sorted by name
 }
 
 // zkStateValue gives hacron_zk_session_state its values: 3 session, 2
@@ -81,6 +84,13 @@ func newMetrics(standingNow func() standing, sessionNow func() session, noSessio
 				}
 				return 0
 			})},
+		{"hacron_job_missed_slots", "gauge", "Slots of the job's schedule in the last 24 h that nobody ran; counted about once a minute by the active agent only.",
+			func() []sample {
+				if p := m.missed.Load(); p != nil {
+					return *p
+				}
+				return nil
+			}},
 		{"hacron_lease_remaining_seconds", "gauge", "Time left on this node's lease; 0 when it holds none.", one(func() float64 {
 			st := standingNow()
 			if !st.active(time.Now()) {
@@ -91,6 +101,65 @@ func newMetrics(standingNow func() standing, sessionNow func() session, noSessio
 	}
 	slices.SortFunc(m.families, func(x, y family) int { return strings.Compare(x.name, y.name) })
 	return m
+}
+
+// setMissed replaces every series of hacron_job_missed_slots with counts
+// (job to missed slots); nil leaves none.
+func (m *metrics) setMissed(counts map[string]int) {
+	ss := make([]sample, 0, len(counts))
+	for job, n := range counts {
+		ss = append(ss, sample{labels: []string{"job", job}, value: float64(n)})
+	}
+	slices.SortFunc(ss, func(x, y sample) int { return strings.Compare(x.labels[1], y.labels[1]) })
+	m.missed.Store(&ss)
+}
+
+// missedEvery is how often the active agent counts missed slots for its
+// metric: each count reads every job's node and a scheduled job's records.
+const missedEvery = time.Minute
+
+// missedReaders is how many jobs the agent reads at once: go-zk pipelines
+// concurrent requests on its one connection.
+const missedReaders = 8
+
+// watchMissed keeps hacron_job_missed_slots while el is active: counted
+// when it becomes active and then about once a minute, for the jobs under
+// root (chroot-relative). A passive agent exports none, so that the series
+// of a cluster come from one node.
+func (m *metrics) watchMissed(ctx context.Context, el *election, zc *zkClient, root string, log *slog.Logger) {
+	feed := el.subscribe()
+	defer el.unsubscribe(feed)
+	tick := time.NewTicker(missedEvery / 4)
+	defer tick.Stop()
+	var last time.Time // of the last count while active; zero when passive
+	kinds := &missedKinds{jobs: map[string]map[string]bool{}}
+	for {
+		now := time.Now()
+		switch {
+		case !el.Status().active(now):
+			if !last.IsZero() {
+				m.setMissed(nil)
+				last = time.Time{}
+			}
+		case last.IsZero() || now.Sub(last) >= missedEvery:
+			if s := zc.snapshot(); s.Usable() {
+				counts, err := countMissed(ctx, s.Conn, zc.abs(root), now, kinds)
+				if err != nil {
+					log.Debug("counting missed slots", "err", err)
+				} else {
+					m.setMissed(counts)
+				}
+				last = now
+			}
+		}
+		select {
+		case <-feed.C():
+			feed.next()
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // observe follows the election for the state metrics.

@@ -61,7 +61,7 @@ func TestMetricsFamiliesSorted(t *testing.T) {
 	for _, f := range m.families {
 		names = append(names, f.name)
 	}
-	want := "hacron_active hacron_admission_seconds hacron_lease_remaining_seconds hacron_run_duration_seconds hacron_runs_total hacron_state_transitions_total hacron_zk_no_session_seconds hacron_zk_session_state"
+	want := "hacron_active hacron_admission_seconds hacron_firing_delay_seconds hacron_job_missed_slots hacron_lease_remaining_seconds hacron_run_duration_seconds hacron_runs_total hacron_state_transitions_total hacron_zk_no_session_seconds hacron_zk_session_state"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("families %s, want %s", got, want)
 	}

@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
-	"github.com/robfig/cron/v3"
+
+	"hacron/internal/crontab"
 )
 
 // runRecord is the data of a run record (docs/contract.md, "ZooKeeper
@@ -39,8 +40,9 @@ type runRecord struct {
 	// Containment is what held the job's processes: cgroup2, cgroup1 or
 	// pgroup (a job that left its process group escaped pgroup).
 	Containment string `json:"containment,omitempty"`
-	// OutputTail is the end of a scheduled run's output (hacron agent
-	// --crontab), for `hacron logs`.
+	// OutputTail is the end of what the job wrote, as outputTail makes it
+	// (runs the agent starts from its crontab; hacron run leaves the output
+	// to cron).
 	OutputTail string `json:"output_tail,omitempty"`
 }
 
@@ -52,12 +54,15 @@ const (
 	resultTimeout = "timeout"
 	resultKilled  = "killed"
 	resultUnknown = "unknown" // the run is over, but nobody saw how it ended
-	resultMissed  = "missed"  // the slot was due and did not run (the scheduler's catch-up ran a newer one)
+	resultMissed  = "missed"  // a catch-up recorded the slot without running it
 )
 
 // maxRecordData bounds what is parsed of a run record: records are small,
-// and a foreign or hostile node may be up to ZooKeeper's 1 MB.
-const maxRecordData = 16 << 10
+// and a foreign or hostile node may be up to ZooKeeper's 1 MB. The largest
+// record hacron writes stays below it with every byte escaped in JSON: a
+// cmd of maxRecordCmd and an output tail of maxOutputTail bytes, six each
+// (\u003c), and the names (TestRunRecordWorstCaseFits).
+const maxRecordData = 64 << 10
 
 // decodeRunRecord parses a run record's data; anything else is an error,
 // never a crash.
@@ -116,22 +121,15 @@ func validSlot(s string) error {
 // scheduleSlot is the latest time the schedule fired that is not after
 // now, in UTC: the slot a late cron start still belongs to.
 func scheduleSlot(expr string, now time.Time) (string, error) {
-	sched, err := cron.ParseStandard(expr)
+	sched, err := parseSchedule(expr)
 	if err != nil {
 		return "", fmt.Errorf("--schedule %q: %w", expr, err)
 	}
-	// robfig/cron only steps forward: walk from ever earlier starts until a
-	// firing at or before now is found.
-	for _, back := range []time.Duration{time.Hour, 48 * time.Hour, 32 * 24 * time.Hour, 367 * 24 * time.Hour, 5 * 367 * 24 * time.Hour} {
-		var last time.Time
-		for t := sched.Next(now.Add(-back)); !t.IsZero() && !t.After(now); t = sched.Next(t) {
-			last = t
-		}
-		if !last.IsZero() {
-			return last.UTC().Format(time.RFC3339), nil
-		}
+	last := sched.Prev(now)
+	if last.IsZero() {
+		return "", fmt.Errorf("--schedule %q: no firing time at or before now", expr)
 	}
-	return "", fmt.Errorf("--schedule %q: no firing time in the last five years", expr)
+	return crontab.SlotKey(last), nil
 }
 
 // completeRecord writes a run's end into its record once.

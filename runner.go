@@ -140,7 +140,7 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	req := runRequest{job: job, slot: slot, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
+	req := runRequest{job: job, slot: slot, schedule: r.Schedule, claim: claim, noOverlap: r.NoOverlap, wait: r.Wait,
 		uid: os.Getuid(), cmd: recordCmd(r.Command)}
 	if r.KillGrace != nil {
 		req.killGrace, req.killGraceSet = *r.KillGrace, true
@@ -351,16 +351,18 @@ func (l *launch) finish() {
 func admitAgent(ctx context.Context, socket string, req runRequest, argv []string, startGroup func() (int, error)) (*grant, string, error) {
 	m := wire.Request{V: wire.Version, Op: "start", Job: req.job, Slot: req.slot, Claim: req.claim, NoOverlap: req.noOverlap,
 		WaitMS: req.wait.Milliseconds(), Argv: argv,
-		KillGraceMS: req.killGrace.Milliseconds(), KillGraceSet: req.killGraceSet}
+		KillGraceMS: req.killGrace.Milliseconds(), KillGraceSet: req.killGraceSet, Schedule: req.schedule}
 	ac, rep, err := askAgent(ctx, socket, m, agentAnswerLimit)
 	switch {
-	case err != nil && rep.Error == `unknown request "start"`:
+	case err != nil && (rep.Error == `unknown request "start"` || refusedSchedule(err)):
 		// An agent older than "start" (until it is restarted after an
-		// upgrade): the group first, then one request.
+		// upgrade; it refuses the schedule field before it reads the
+		// op): the group first, then one request.
 		if m.PGID, err = startGroup(); err != nil {
 			return nil, "", err
 		}
-		m.Op = "run"
+		// Nor does it know the schedule field.
+		m.Op, m.Schedule = "run", ""
 		ac, rep, err = askAgent(ctx, socket, m, req.wait+agentAnswerLimit)
 	case err == nil && rep.Group:
 		var pgid int

@@ -175,8 +175,27 @@ func (s *scheduler) catchUp(ctx context.Context, j *crontab.Job, now time.Time) 
 	if err != nil {
 		return
 	}
+	// Only slots since the job's schedule was first recorded: a job new to
+	// the cluster has nothing to catch up on.
+	conn := s.a.zc.snapshot().Conn
+	if conn == nil {
+		return
+	}
+	info, err := readJobInfo(conn, s.a.zc.abs(jobPath(s.a.root, name)))
+	if err != nil {
+		s.log.Warn("catch-up: reading the job's node", "job", name, "err", err)
+		return
+	}
+	since, err := time.Parse(time.RFC3339Nano, info.Since)
+	if err != nil || info.Schedule != j.Spec {
+		return
+	}
+	from := now.Add(-j.CatchUp)
+	if since.After(from) {
+		from = since
+	}
 	var due []time.Time
-	for _, slot := range j.Schedule.Between(now.Add(-j.CatchUp), now) {
+	for _, slot := range j.Schedule.Between(from, now) {
 		if !slot.Add(crontab.Jitter(name, slot, j.Jitter)).After(now) {
 			due = append(due, slot)
 		}
@@ -200,7 +219,7 @@ func (s *scheduler) catchUp(ctx context.Context, j *crontab.Job, now time.Time) 
 	}
 	newest := unrun[len(unrun)-1]
 	for _, slot := range unrun[:len(unrun)-1] {
-		if err := s.a.adm.recordMissed(name, crontab.SlotKey(slot)); err != nil {
+		if err := s.a.adm.recordMissed(name, j.Spec, crontab.SlotKey(slot)); err != nil {
 			s.log.Warn("catch-up: recording a missed slot", "job", name, "slot", crontab.SlotKey(slot), "err", err)
 		}
 	}

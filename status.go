@@ -52,8 +52,18 @@ type member struct {
 }
 
 type jobRuns struct {
-	Job  string      `json:"job"`
-	Runs []runRecord `json:"runs"`
+	Job string `json:"job"`
+	// Schedule and Since are the job node's (a job run with --schedule or
+	// from the agent's crontab); Missed are the slots of the last 24 h
+	// that went unrun, newest first (see missedSlots), for a job with a
+	// schedule hacron can read.
+	Schedule string      `json:"schedule,omitempty"`
+	Since    string      `json:"since,omitempty"`
+	Missed   []string    `json:"missed,omitzero"`
+	Runs     []runRecord `json:"runs"`
+
+	missedCapped bool  // Missed holds only the newest maxSlotScan slots
+	scheduleErr  error // the job node's schedule does not parse
 }
 
 // statusQuery narrows what readStatus reads: one job (empty: all), at most
@@ -180,6 +190,7 @@ func readStatus(zc *zkClient, cluster string, q statusQuery) (statusDoc, error) 
 		jobs = slices.DeleteFunc(jobs, func(j string) bool { return j != q.job })
 	}
 	slices.Sort(jobs)
+	now := time.Now()
 	for _, job := range jobs {
 		runsPath := root + "/jobs/" + job + "/runs"
 		names, _, err := conn.Children(runsPath)
@@ -191,8 +202,13 @@ func readStatus(zc *zkClient, cluster string, q statusQuery) (statusDoc, error) 
 			czxid int64
 		}
 		var recs []rec
+		results := make(map[string]string, len(names)) // for the missed slots
 		for _, n := range names {
 			data, st, err := conn.Get(runsPath + "/" + n)
+			if errors.Is(err, zk.ErrNoNode) {
+				continue
+			}
+			results[n] = "" // a slot somebody took, whatever the record says
 			if err != nil {
 				continue
 			}
@@ -200,6 +216,7 @@ func readStatus(zc *zkClient, cluster string, q statusQuery) (statusDoc, error) 
 			if err != nil {
 				continue // not a record of ours
 			}
+			results[n] = r.Result
 			recs = append(recs, rec{r, st.Czxid})
 		}
 		slices.SortFunc(recs, func(a, b rec) int { return cmp.Compare(b.czxid, a.czxid) })
@@ -207,6 +224,13 @@ func readStatus(zc *zkClient, cluster string, q statusQuery) (statusDoc, error) 
 			recs = recs[:q.last]
 		}
 		jr := jobRuns{Job: job, Runs: []runRecord{}}
+		if info, err := readJobInfo(conn, root+"/jobs/"+job); err == nil && info.Schedule != "" {
+			j := judgeJob(info, results, now)
+			jr.Schedule, jr.Since, jr.scheduleErr = info.Schedule, info.Since, j.err
+			if j.err == nil {
+				jr.Missed, jr.missedCapped = append([]string{}, j.missed...), j.capped
+			}
+		}
 		for _, r := range recs {
 			jr.Runs = append(jr.Runs, r.r)
 		}
@@ -255,6 +279,7 @@ func printStatus(w io.Writer, doc statusDoc, width int) {
 		}
 		tw.Flush()
 	}
+	printSchedules(w, doc, width)
 	rows := [][]string{{"JOB", "SLOT", "NODE", "START", "DURATION", "EXIT", "RESULT", "CMD"}}
 	for _, j := range doc.Jobs {
 		for _, r := range j.Runs {
@@ -278,6 +303,32 @@ func printStatus(w io.Writer, doc statusDoc, width int) {
 				cell(shown, 24), cell(dur, 16), cell(exit, 8), cell(result, 16), r.Cmd,
 			})
 		}
+	}
+	if len(rows) > 1 {
+		fmt.Fprintln(w)
+		writeTable(w, width, rows)
+	}
+}
+
+// printSchedules is the table of the jobs with a schedule: how many of
+// their slots in the last 24 h went unrun, and the newest of those.
+func printSchedules(w io.Writer, doc statusDoc, width int) {
+	rows := [][]string{{"JOB", "MISSED", "NEWEST MISSED", "SCHEDULE"}}
+	for _, j := range doc.Jobs {
+		if j.Schedule == "" {
+			continue
+		}
+		count, newest := strconv.Itoa(len(j.Missed)), ""
+		switch {
+		case j.scheduleErr != nil:
+			count, newest = "?", "the schedule does not parse"
+		case len(j.Missed) > 0:
+			newest = j.Missed[0]
+			if j.missedCapped {
+				count += "+"
+			}
+		}
+		rows = append(rows, []string{cell(j.Job, maxJobWidth), count, cell(newest, 30), j.Schedule})
 	}
 	if len(rows) > 1 {
 		fmt.Fprintln(w)

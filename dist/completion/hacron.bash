@@ -12,7 +12,7 @@ _hacron() {
         case $w in
         --)
             if [[ $cmd == run ]]; then job=$((i + 1)); break; fi ;;
-        --config|--zk|--cluster|--node|--session-timeout|--socket|--socket-group|--zk-auth-file|--zk-tls-ca|--zk-tls-cert|--zk-tls-key|--log-level|--log-format|--history|--syslog-facility|--syslog-level|--name|--wait|--slot|--schedule|--timeout|--kill-grace|--skip-exit|--nice|--state-file|--pid-file|--metrics-listen|--log-file|--hold|--drain|--job|--last|--rcron-conf) ((i++)) ;;
+        --config|--zk|--cluster|--node|--session-timeout|--socket|--socket-group|--zk-auth-file|--zk-tls-ca|--zk-tls-cert|--zk-tls-key|--log-level|--log-format|--history|--syslog-facility|--syslog-level|--name|--wait|--slot|--schedule|--timeout|--kill-grace|--skip-exit|--nice|--on-failure|--state-file|--pid-file|--metrics-listen|--crontab|--log-file|--hold|--drain|--job|--last|--rcron-conf) ((i++)) ;;
         -*) ;;
         *)
             if [[ -z $cmd ]]; then
@@ -33,10 +33,10 @@ _hacron() {
     fi
 
     case $prev in
-    --config|--socket|--zk-auth-file|--zk-tls-ca|--zk-tls-cert|--zk-tls-key|--state-file|--pid-file|--log-file|--rcron-conf)
+    --config|--socket|--zk-auth-file|--zk-tls-ca|--zk-tls-cert|--zk-tls-key|--state-file|--pid-file|--crontab|--log-file|--rcron-conf)
         _filedir
         return ;;
-    --zk|--cluster|--node|--session-timeout|--history|--syslog-facility|--syslog-level|--name|--wait|--slot|--schedule|--timeout|--kill-grace|--skip-exit|--nice|--metrics-listen|--hold|--drain|--job|--last)
+    --zk|--cluster|--node|--session-timeout|--history|--syslog-facility|--syslog-level|--name|--wait|--slot|--schedule|--timeout|--kill-grace|--skip-exit|--nice|--on-failure|--metrics-listen|--hold|--drain|--job|--last)
         :
         return ;;
     --socket-group)
@@ -54,18 +54,19 @@ _hacron() {
     if [[ $cur == -* ]]; then
         local flags='-h --help --config --zk --cluster --node --session-timeout --socket --socket-group --direct --zk-auth-file --zk-world-read --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog --syslog-facility --syslog-level --version'
         case $cmd in
-        run) flags+=' --name --wait --slot --schedule --no-overlap --timeout --kill-grace --skip-exit --nice' ;;
-        agent) flags+=' --state-file --detach --pid-file --metrics-listen --log-file' ;;
+        run) flags+=' --name --wait --slot --schedule --no-overlap --timeout --kill-grace --skip-exit --nice --on-failure' ;;
+        agent) flags+=' --state-file --detach --pid-file --metrics-listen --crontab --log-file' ;;
         state) flags+=' -q --quiet --json' ;;
         resign) flags+=' --hold --drain' ;;
         status) flags+=' --json --job --last' ;;
-        check) flags+=' --rcron-conf' ;;
+        logs) flags+=' --slot' ;;
+        check) flags+=' --crontab --rcron-conf --missed' ;;
         esac
         COMPREPLY=($(compgen -W "$flags" -- "$cur"))
         return
     fi
     if [[ -z $cmd ]]; then
-        COMPREPLY=($(compgen -W 'run agent state resign rejoin status check' -- "$cur"))
+        COMPREPLY=($(compgen -W 'run agent state resign rejoin status logs check' -- "$cur"))
     elif [[ $cmd == run ]]; then
         COMPREPLY=($(compgen -c -- "$cur"))
     fi

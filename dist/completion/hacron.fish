@@ -19,7 +19,7 @@ function __hacron_scan
                     echo job
                     return
                 end
-            case --config --zk --cluster --node --session-timeout --socket --socket-group --zk-auth-file --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog-facility --syslog-level --name --wait --slot --schedule --timeout --kill-grace --skip-exit --nice --state-file --pid-file --metrics-listen --log-file --hold --drain --job --last --rcron-conf
+            case --config --zk --cluster --node --session-timeout --socket --socket-group --zk-auth-file --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog-facility --syslog-level --name --wait --slot --schedule --timeout --kill-grace --skip-exit --nice --on-failure --state-file --pid-file --metrics-listen --crontab --log-file --hold --drain --job --last --rcron-conf
                 set skip 1
             case '-*'
             case '*'
@@ -67,7 +67,7 @@ function __hacron_complete_job
                 continue
             end
             switch $tokens[$j]
-                case --config --zk --cluster --node --session-timeout --socket --socket-group --zk-auth-file --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog-facility --syslog-level --name --wait --slot --schedule --timeout --kill-grace --skip-exit --nice --state-file --pid-file --metrics-listen --log-file --hold --drain --job --last --rcron-conf
+                case --config --zk --cluster --node --session-timeout --socket --socket-group --zk-auth-file --zk-tls-ca --zk-tls-cert --zk-tls-key --log-level --log-format --history --syslog-facility --syslog-level --name --wait --slot --schedule --timeout --kill-grace --skip-exit --nice --on-failure --state-file --pid-file --metrics-listen --crontab --log-file --hold --drain --job --last --rcron-conf
                     set skip 1
                 case '-*'
                 case '*'
@@ -93,7 +93,8 @@ complete -c hacron -n '__hacron_is -' -a agent -d 'Join the election and serve t
 complete -c hacron -n '__hacron_is -' -a state -d 'Print active or passive (exit 0 active, 1 passive, 2 unknown)'
 complete -c hacron -n '__hacron_is -' -a resign -d 'Ask the local agent to step down and stay out of the election for a while'
 complete -c hacron -n '__hacron_is -' -a rejoin -d 'End a resign\'s hold early: the local agent joins the election again'
-complete -c hacron -n '__hacron_is -' -a status -d 'Show the cluster: members, the active node, the fencing token, recent runs'
+complete -c hacron -n '__hacron_is -' -a status -d 'Show the cluster: members, the active node, the fencing token, recent runs, missed slots'
+complete -c hacron -n '__hacron_is -' -a logs -d 'Print the output a job\'s newest run left in its record (or the run of --slot)'
 complete -c hacron -n '__hacron_is -' -a check -d 'Check this node\'s setup: config, ZooKeeper, the lease arithmetic, the cluster'
 complete -c hacron -n 'not __hacron_job' -s h -l help -d 'Show context-sensitive help'
 complete -c hacron -n 'not __hacron_job' -l config -r -F -d 'Config file (default: /etc/hacron/hacron.conf; a missing default file is fine)'
@@ -126,10 +127,12 @@ complete -c hacron -n '__hacron_is run' -l timeout -x -d 'Terminate the job afte
 complete -c hacron -n '__hacron_is run' -l kill-grace -x -d 'SIGTERM-to-SIGKILL grace (default 5s, lowered to what the lease allows)'
 complete -c hacron -n '__hacron_is run' -l skip-exit -x -d 'Exit code of a skipped run'
 complete -c hacron -n '__hacron_is run' -l nice -x -d 'Run the job at this nice level (rcron\'s nice_level)'
+complete -c hacron -n '__hacron_is run' -l on-failure -x -d 'When the run ends failed, lost or timed out, run CMD (by /bin/sh -c) with the run\'s HACRON_* variables, HACRON_RESULT and HACRON_EXIT_CODE'
 complete -c hacron -n '__hacron_is agent' -l state-file -r -F -d 'Write active or passive here on every change (rcron\'s state file; hacron never reads it)'
 complete -c hacron -n '__hacron_is agent' -l detach -d 'Run in the background; exit 0 at once if an agent of this cluster already runs here'
 complete -c hacron -n '__hacron_is agent' -l pid-file -r -F -d 'Pid file, locked while the agent runs (default: the socket path with .pid)'
 complete -c hacron -n '__hacron_is agent' -l metrics-listen -x -d 'Serve Prometheus metrics on ADDR (host:port) at /metrics'
+complete -c hacron -n '__hacron_is agent' -l crontab -r -F -d 'Fire this crontab\'s jobs while active: a file, or a directory of files as /etc/cron.d has them, without the user field (docs in hacron(1))'
 complete -c hacron -n '__hacron_is agent' -l log-file -r -F -d 'Log to this file (appended)'
 complete -c hacron -n '__hacron_is state' -s q -l quiet -d 'Print nothing; the exit code tells'
 complete -c hacron -n '__hacron_is state' -l json -d 'Print the state as JSON'
@@ -138,4 +141,7 @@ complete -c hacron -n '__hacron_is resign' -l drain -x -d 'First stop admitting 
 complete -c hacron -n '__hacron_is status' -l json -d 'Print the status as JSON'
 complete -c hacron -n '__hacron_is status' -l job -x -d 'Only this job: a name as hacron run --name takes it (a non-root user\'s own job), or USER:JOB'
 complete -c hacron -n '__hacron_is status' -l last -x -d 'At most N runs per job, newest first; 0: every run kept (default: 0)'
+complete -c hacron -n '__hacron_is logs' -l slot -x -d 'The run of this slot (default: the newest run that left output)'
+complete -c hacron -n '__hacron_is check' -l crontab -r -F -d 'Check this crontab of hacron agent --crontab, line by line (default: the crontab config key)'
 complete -c hacron -n '__hacron_is check' -l rcron-conf -r -F -d 'rcron\'s config, checked against hacron\'s for the rcron drop-in; a missing default file is fine (default: /etc/rcron/rcron.conf)'
+complete -c hacron -n '__hacron_is check' -l missed -d 'Check only that no job with a schedule left a slot of the last 24 h unrun: one line per job that did, exit 1'

@@ -31,9 +31,14 @@
 //	              request; the client then sends "run" instead.
 //	op "run":     {"v":1,"op":"run","job":..,"slot":..,"claim":..,"no_overlap":..,
 //	               "wait_ms":N,"argv":[..],"pgid":N,"kill_grace_ms":N,
-//	               "kill_grace_set":bool}
+//	               "kill_grace_set":bool[,"schedule":..]}
 //	              A passive agent waits up to wait_ms to become active, and
 //	              less if the slot's record appears (claim only).
+//	              schedule (optional, the job's cron expression) is recorded
+//	              in the job's node by the agent that runs the job. Sent
+//	              only when the job has one: agents older than the field
+//	              refuse it as unknown, and the client then asks again
+//	              without it.
 //	              pgid is the process group the job will run in, created
 //	              before asking (its first process waits for the go-ahead
 //	              before exec), so the agent can always end it.
@@ -95,6 +100,7 @@ type Request struct {
 	PGID         int      `json:"pgid,omitempty"`
 	KillGraceMS  int64    `json:"kill_grace_ms,omitempty"`
 	KillGraceSet bool     `json:"kill_grace_set,omitempty"`
+	Schedule     string   `json:"schedule,omitempty"`
 	HoldMS       int64    `json:"hold_ms,omitempty"`
 	DrainMS      int64    `json:"drain_ms,omitempty"`
 	ExitCode     int      `json:"exit_code,omitempty"`

@@ -14,6 +14,7 @@ func TestReadAndDecode(t *testing.T) {
 		fail string
 	}{
 		{`{"v":1,"op":"state"}` + "\n", ""},
+		{`{"v":1,"op":"run","job":"j","slot":"s","schedule":"*/5 * * * *"}` + "\n", ""},
 		{`{"v":2,"op":"state"}` + "\n", "protocol version 2"},
 		{`{"v":1,"op":"state","extra":1}` + "\n", "unknown field"},
 		{`{"v":1,"op":"state"} {"v":1}` + "\n", "trailing data"},

@@ -66,8 +66,8 @@ func (a *agent) fire(ctx context.Context, f firing) (result, skip string) {
 	}
 	env := append(os.Environ(), f.env...)
 	pid, handshake, err := startShim([]string{"/bin/sh", "-c", f.command}, env, []uintptr{stdin.Fd(), out.w.Fd(), out.w.Fd()})
-	stdin.Close()
-	out.closeWrite() // the job's now
+	_ = stdin.Close() // the job's now
+	out.closeWrite()  // the job's now
 	if err != nil {
 		log.Error("scheduled run: start", "err", err)
 		return "", "start"
@@ -76,7 +76,7 @@ func (a *agent) fire(ctx context.Context, f firing) (result, skip string) {
 	go waitPID(pid, done)
 	grp, err := contain.OpenGroup(pid)
 	if err != nil {
-		handshake.Close()
+		_ = handshake.Close()
 		<-done
 		log.Error("scheduled run: the job's group", "err", err)
 		return "", "start"
@@ -102,7 +102,7 @@ func (a *agent) fire(ctx context.Context, f firing) (result, skip string) {
 	}
 	t, skip, err := a.adm.admit(ctx, req)
 	if err != nil || skip != "" {
-		handshake.Close() // no go-ahead: the shim exits, running nothing
+		_ = handshake.Close() // no go-ahead: the shim exits, running nothing
 		<-done
 		a.drop(run, run.stateWritten)
 		if err != nil {
@@ -143,7 +143,7 @@ func (a *agent) fire(ctx context.Context, f firing) (result, skip string) {
 // never started is reported as hacron run reports one.
 func (a *agent) superviseFiring(s *supervisor, f firing, token int64, handshake *os.File, pid int, done chan syscall.WaitStatus, news chan leaseNews) (int, string) {
 	notStarted := func(code int, result string) (int, string) {
-		handshake.Close()
+		_ = handshake.Close()
 		<-done
 		return code, result
 	}
@@ -247,12 +247,12 @@ func newJobOutput() (*jobOutput, error) {
 
 func (o *jobOutput) closeWrite() {
 	if o.w != nil {
-		o.w.Close()
+		_ = o.w.Close()
 		o.w = nil
 	}
 }
 
-func (o *jobOutput) closeRead() { o.r.Close() }
+func (o *jobOutput) closeRead() { _ = o.r.Close() }
 
 // read runs until every writer has closed the pipe.
 func (o *jobOutput) read() {
@@ -291,7 +291,7 @@ func (o *jobOutput) wait(limit time.Duration) (tail, mail []byte) {
 	select {
 	case <-o.done:
 	case <-time.After(limit):
-		o.r.Close()
+		_ = o.r.Close()
 		<-o.done
 	}
 	if o.over {

@@ -32,6 +32,12 @@ func TestIntegration_StartSkipsBeforeGroup(t *testing.T) {
 	a, b := startPair(t, hacronEnv(t, zkS.ConnectString(), cluster))
 	start := `{"v":1,"op":"start","job":"step","slot":"s1","claim":true,"argv":["true"]}` + "\n"
 
+	send := func(c net.Conn, line string) {
+		t.Helper()
+		if _, err := c.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	talk := func(sock string) (net.Conn, *bufio.Reader) {
 		c, err := net.Dial("unix", sock)
 		if err != nil {
@@ -51,13 +57,13 @@ func TestIntegration_StartSkipsBeforeGroup(t *testing.T) {
 	}
 
 	c, r := talk(b.socket)
-	c.Write([]byte(start))
+	send(c, start)
 	if rep := answer(r); rep.Skip != skipPassive || rep.Group {
 		t.Errorf("passive agent answered %+v to start, want a skip without the group", rep)
 	}
 
 	c, r = talk(a.socket)
-	c.Write([]byte(start))
+	send(c, start)
 	if rep := answer(r); !rep.Group || rep.Skip != "" || rep.Admitted {
 		t.Fatalf("active agent answered %+v to start, want the group asked for", rep)
 	}
@@ -66,15 +72,15 @@ func TestIntegration_StartSkipsBeforeGroup(t *testing.T) {
 	if err := job.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { job.Process.Kill(); job.Wait() })
-	c.Write([]byte(`{"v":1,"op":"group","pgid":` + strconv.Itoa(job.Process.Pid) + `}` + "\n"))
+	t.Cleanup(func() { _ = job.Process.Kill(); _ = job.Wait() })
+	send(c, `{"v":1,"op":"group","pgid":`+strconv.Itoa(job.Process.Pid)+`}`+"\n")
 	rep := answer(r)
 	if !rep.Admitted || rep.Slot != "s1" || rep.DeadlineMono == 0 {
 		t.Fatalf("after the group: %+v, want admitted for slot s1 with a deadline", rep)
 	}
-	job.Process.Kill()
-	job.Wait()
-	c.Write([]byte(`{"v":1,"op":"exit","exit_code":0,"result":"ok"}` + "\n"))
+	_ = job.Process.Kill()
+	_ = job.Wait() // killed: the error says so
+	send(c, `{"v":1,"op":"exit","exit_code":0,"result":"ok"}`+"\n")
 	for {
 		if rep := answer(r); rep.OK {
 			break
@@ -90,7 +96,7 @@ func TestIntegration_StartSkipsBeforeGroup(t *testing.T) {
 		{"start, then exit", `{"v":1,"op":"start","job":"step3","slot":"s","argv":["true"]}` + "\n" + `{"v":1,"op":"exit"}` + "\n", `\"exit\" where the group was expected`},
 	} {
 		c, r := talk(a.socket)
-		c.Write([]byte(tc.payload))
+		send(c, tc.payload)
 		var got []string
 		for {
 			line, err := r.ReadString('\n')
@@ -185,7 +191,9 @@ func TestStartFallsBackForOldAgents(t *testing.T) {
 	o := &oldAgent{}
 	go o.serve(t, ln)
 	conf := filepath.Join(t.TempDir(), "empty.conf")
-	os.WriteFile(conf, nil, 0o644)
+	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("hacron", "run", "--socket", sock, "--", "true")
 	cmd.Env = append(os.Environ(), "HACRON_CONFIG="+conf)
 	out, err := cmd.CombinedOutput()

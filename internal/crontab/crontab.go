@@ -145,7 +145,7 @@ func (tab *Tab) readFile(file string) []error {
 	if err != nil {
 		return []error{fileError(file, err)}
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	fi, err := f.Stat()
 	if err == nil && !fi.Mode().IsRegular() {
 		err = errors.New("not a regular file")
@@ -341,7 +341,7 @@ func (st *fileState) setEnv(name, value string) error {
 		}
 		l, err := loadZone(value)
 		if err != nil {
-			return fmt.Errorf("CRON_TZ=%s: %v", value, err)
+			return fmt.Errorf("CRON_TZ=%s: %w", value, err)
 		}
 		st.loc = l
 	case "MAILTO":
@@ -402,7 +402,7 @@ func (st *fileState) job(file string, n int, line string) (*Job, error) {
 	}
 	sched, err := ParseSchedule(spec, st.loc)
 	if err != nil {
-		return nil, fmt.Errorf("bad schedule %q: %v", spec, err)
+		return nil, fmt.Errorf("bad schedule %q: %w", spec, err)
 	}
 	command, stdin := splitPercent(rest)
 	if strings.TrimSpace(command) == "" {
@@ -553,11 +553,11 @@ func (o *options) parse(s string) error {
 			s = s[1:]
 			if s != "" && (s[0] == '"' || s[0] == '\'') {
 				q := s[0]
-				close := strings.IndexByte(s[1:], q)
-				if close < 0 {
+				end := strings.IndexByte(s[1:], q)
+				if end < 0 {
 					return fmt.Errorf("%s=%s: no closing %c", key, s, q)
 				}
-				value, s = s[1:1+close], s[2+close:]
+				value, s = s[1:1+end], s[2+end:]
 				if s != "" && s[0] != ' ' && s[0] != '\t' {
 					return fmt.Errorf("%s: a blank must follow the closing %c", key, q)
 				}

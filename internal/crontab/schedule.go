@@ -227,11 +227,11 @@ func (s Schedule) Between(from, to time.Time) []time.Time {
 func SlotKey(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // Jitter is the delay of a job's run for one slot: a hash of the job's name
-// and the slot, modulo max, in whole milliseconds, so every node computes the
-// same delay and a failover keeps it. 0 when max is under a millisecond.
-func Jitter(job string, slot time.Time, max time.Duration) time.Duration {
-	ms := uint64(max / time.Millisecond)
-	if max <= 0 || ms == 0 {
+// and the slot, modulo d, in whole milliseconds, so every node computes the
+// same delay and a failover keeps it. 0 when d is under a millisecond.
+func Jitter(job string, slot time.Time, d time.Duration) time.Duration {
+	ms := uint64(d / time.Millisecond)
+	if d <= 0 || ms == 0 {
 		return 0
 	}
 	sum := sha256.Sum256([]byte(job + "\x00" + SlotKey(slot)))

@@ -328,7 +328,6 @@ var floorPrograms = map[string]string{
 	"sockclient": `package main
 
 import (
-	"context"
 	"bufio"
 	"net"
 	"os"

@@ -160,15 +160,17 @@ func TestIntegration_CrontabEverySlotOnce(t *testing.T) {
 			if n != 0 {
 				t.Errorf("slot %s recorded missed but ran on %v", key, executions[key])
 			}
-		case r.Result == resultUnknown || r.End == "":
-			// The killed agent's last run: its end is nobody's to know.
+		case r.End == "":
+			t.Errorf("slot %s (on %s): its record has no end", key, r.Node)
+		case r.Result != resultOK:
+			// The killed agent's last run (unknown), or a run its lease
+			// or the final stop ended (lost): it may have got as far as
+			// its echo, once at most.
 			if n > 1 {
-				t.Errorf("slot %s ran %d times: %v", key, n, executions[key])
+				t.Errorf("slot %s (%s on %s) ran %d times: %v", key, r.Result, r.Node, n, executions[key])
 			}
 		case n != 1:
 			t.Errorf("slot %s (%s on %s) ran %d times: %v", key, r.Result, r.Node, n, executions[key])
-		case r.Result != resultOK:
-			t.Errorf("slot %s: result %s", key, r.Result)
 		}
 	}
 	for slot, nodes := range executions {
@@ -227,7 +229,7 @@ MAILTO=""
 		slot, _ := time.Parse(time.RFC3339, r.Slot)
 		start, _ := time.Parse(time.RFC3339Nano, r.Start)
 		want := slot.Add(crontab.Jitter("out", slot, 1500*time.Millisecond))
-		if d := start.Sub(want); d < 0 || d > time.Second {
+		if d := start.Sub(want); d < 0 || d > 2*time.Second {
 			t.Errorf("out %s on %s started %v after its jittered time %s", r.Slot, r.Node, d, want.Format(time.RFC3339Nano))
 		}
 		if r.End != "" && r.Result == resultOK {

@@ -34,7 +34,7 @@ vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
-FUZZTARGETS := FuzzConfigParse FuzzSocketDecode FuzzRunRecord
+FUZZTARGETS := .:FuzzConfigParse .:FuzzSocketDecode .:FuzzRunRecord ./internal/crontab:FuzzParse
 
 # deb comes first: the package test installs what it built (HACRON_DEBS).
 # -p 1: one package's tests at a time; the packages that start ZooKeeper
@@ -93,7 +93,7 @@ test-alone: zookeeper
 # busy worker fails a time-bounded run with "context deadline exceeded".
 FUZZTIME ?= 2m
 fuzz:
-	for t in $(FUZZTARGETS); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) . || exit 1; done
+	for t in $(FUZZTARGETS); do $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; done
 
 # The fault-injection suite: CHAOS=10m by default, SEED=n replays a run,
 # CHAOSFLAGS passes more (-hacron.daemon=false: without the daemonizing job).

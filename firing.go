@@ -65,7 +65,7 @@ func (a *agent) fire(ctx context.Context, f firing) (result, skip string) {
 		return "", "stdin"
 	}
 	env := append(os.Environ(), f.env...)
-	pid, handshake, err := startShim([]string{"/bin/sh", "-c", f.command}, env, []uintptr{stdin.Fd(), out.w.Fd(), out.w.Fd()})
+	pid, handshake, err := startCommandShim(f.command, env, []uintptr{stdin.Fd(), out.w.Fd(), out.w.Fd()})
 	_ = stdin.Close() // the job's now
 	out.closeWrite()  // the job's now
 	if err != nil {

@@ -629,12 +629,38 @@ esac
 done
 exit 125`
 
+// commandShimWait begins a scheduled run's shim: the same wait for the
+// go-ahead, after which the shell goes on with the crontab's command as the
+// rest of its own script. The command runs as `sh -c COMMAND` would run it,
+// one exec sooner: the firing's latency is the agent's to keep short.
+const commandShimWait = `while IFS= read -r l <&3; do
+case $l in
+exec) break ;;
+*=*) export "$l" ;;
+esac
+done
+[ "$l" = exec ] || exit 125
+exec 3<&-
+unset l
+`
+
 // startShim starts the shim for argv in a new process group, with env and
-// stdio (the shim's fds 0-2). With syscall.ForkExec rather than
-// os.StartProcess: the caller waits for it, so os.Process would be
-// released at once, and its first use in a process forks a throwaway child
-// to probe pidfd support, on every run.
+// stdio (the shim's fds 0-2).
 func startShim(argv, env []string, stdio []uintptr) (int, *os.File, error) {
+	return forkShim(append([]string{"sh", "-c", shimScript, "hacron-job"}, argv...), env, stdio)
+}
+
+// startCommandShim starts a shim that runs command itself once let go.
+func startCommandShim(command string, env []string, stdio []uintptr) (int, *os.File, error) {
+	return forkShim([]string{"sh", "-c", commandShimWait + command}, env, stdio)
+}
+
+// forkShim starts /bin/sh with args in a new process group, the go-ahead's
+// pipe as its fd 3. With syscall.ForkExec rather than os.StartProcess: the
+// caller waits for it, so os.Process would be released at once, and its
+// first use in a process forks a throwaway child to probe pidfd support,
+// on every run.
+func forkShim(args, env []string, stdio []uintptr) (int, *os.File, error) {
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		return 0, nil, err
@@ -645,7 +671,6 @@ func startShim(argv, env []string, stdio []uintptr) (int, *os.File, error) {
 		Files: append(stdio[:3:3], rd.Fd()),
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
-	args := append([]string{"sh", "-c", shimScript, "hacron-job"}, argv...)
 	pid, err := syscall.ForkExec("/bin/sh", args, attr)
 	if err != nil {
 		_ = wr.Close() // nothing was written

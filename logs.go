@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/go-zookeeper/zk"
@@ -33,18 +32,11 @@ func (l *logsCmd) Validate() error {
 }
 
 func (l *logsCmd) Run(ctx context.Context, g *globals) error {
-	log, err := newLogger(g, slog.LevelWarn)
-	if err != nil {
-		return err
-	}
-	zc, err := dialZK(ctx, g.zkConfig(), log)
+	zc, err := openCluster(ctx, g)
 	if err != nil {
 		return err
 	}
 	defer zc.Close()
-	if err := clusterExists(zc, g); err != nil {
-		return err
-	}
 	tail, err := readOutputTail(ctx, zc, g.Cluster, l.job, l.Slot)
 	if err != nil {
 		return err

@@ -352,7 +352,9 @@ func admitAgent(ctx context.Context, socket string, req runRequest, argv []strin
 	m := wire.Request{V: wire.Version, Op: "start", Job: req.job, Slot: req.slot, Claim: req.claim, NoOverlap: req.noOverlap,
 		WaitMS: req.wait.Milliseconds(), Argv: argv,
 		KillGraceMS: req.killGrace.Milliseconds(), KillGraceSet: req.killGraceSet, Schedule: req.schedule}
-	ac, rep, err := askAgent(ctx, socket, m, agentAnswerLimit)
+	// The first answer comes at once from a working agent; the bound is
+	// still the run's whole one (--wait + 10 s), as documented.
+	ac, rep, err := askAgent(ctx, socket, m, req.wait+agentAnswerLimit)
 	switch {
 	case err != nil && (rep.Error == `unknown request "start"` || refusedSchedule(err)):
 		// An agent older than "start" (until it is restarted after an

@@ -100,19 +100,30 @@ func statusJobName(name string, uid int) (string, error) {
 	return jobName(name, uid)
 }
 
-func (s *statusCmd) Run(ctx context.Context, g *globals) error {
+// openCluster connects, for a command that reads a cluster from any host,
+// and makes sure the cluster exists.
+func openCluster(ctx context.Context, g *globals) (*zkClient, error) {
 	log, err := newLogger(g, slog.LevelWarn)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	zc, err := dialZK(ctx, g.zkConfig(), log)
+	if err != nil {
+		return nil, err
+	}
+	if err := clusterExists(zc, g); err != nil {
+		zc.Close()
+		return nil, err
+	}
+	return zc, nil
+}
+
+func (s *statusCmd) Run(ctx context.Context, g *globals) error {
+	zc, err := openCluster(ctx, g)
 	if err != nil {
 		return err
 	}
 	defer zc.Close()
-	if err := clusterExists(zc, g); err != nil {
-		return err
-	}
 	doc, err := readStatus(zc, g.Cluster, statusQuery{job: s.job, last: s.Last})
 	if err != nil {
 		return err

@@ -494,6 +494,13 @@ func (e *Ensemble) Resume(i int) error {
 // Restart starts a stopped or killed server i again with its old config, data
 // and ports, and waits until it serves clients.
 func (e *Ensemble) Restart(i int) error {
+	return e.RestartWithin(i, zkTestStartTimeout)
+}
+
+// RestartWithin is Restart with its own bound: a JVM that starts on a
+// machine busy with other tests may take longer than a fresh ensemble's
+// start, and killing it to try again only starts the wait over.
+func (e *Ensemble) RestartWithin(i int, limit time.Duration) error {
 	s, err := e.server(i)
 	if err != nil {
 		return err
@@ -501,7 +508,7 @@ func (e *Ensemble) Restart(i int) error {
 	if err := s.start(); err != nil {
 		return err
 	}
-	if err := e.waitServing([]*Server{s}, false, zkTestStartTimeout); err != nil {
+	if err := e.waitServing([]*Server{s}, false, limit); err != nil {
 		s.kill()
 		return err
 	}

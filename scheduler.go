@@ -187,7 +187,7 @@ func (s *scheduler) catchUp(ctx context.Context, j *crontab.Job, now time.Time) 
 		return
 	}
 	since, err := time.Parse(time.RFC3339Nano, info.Since)
-	if err != nil || info.Schedule != j.Spec {
+	if err != nil || info.Schedule != j.ZonedSpec() {
 		return
 	}
 	from := now.Add(-j.CatchUp)
@@ -219,7 +219,7 @@ func (s *scheduler) catchUp(ctx context.Context, j *crontab.Job, now time.Time) 
 	}
 	newest := unrun[len(unrun)-1]
 	for _, slot := range unrun[:len(unrun)-1] {
-		if err := s.a.adm.recordMissed(name, j.Spec, crontab.SlotKey(slot)); err != nil {
+		if err := s.a.adm.recordMissed(name, j.ZonedSpec(), crontab.SlotKey(slot)); err != nil {
 			s.log.Warn("catch-up: recording a missed slot", "job", name, "slot", crontab.SlotKey(slot), "err", err)
 		}
 	}
@@ -284,7 +284,7 @@ func (s *scheduler) fire(ctx context.Context, j *crontab.Job, slot, at time.Time
 		s.log.Error("crontab job", "job", j.Name, "err", err)
 		return
 	}
-	f := firing{at: at, job: name, slot: crontab.SlotKey(slot), schedule: j.Spec, command: j.Command, stdin: j.Stdin, env: j.Env,
+	f := firing{at: at, job: name, slot: crontab.SlotKey(slot), schedule: j.ZonedSpec(), command: j.Command, stdin: j.Stdin, env: j.Env,
 		timeout: j.Timeout, noOverlap: j.NoOverlap, killGrace: j.KillGrace, nice: j.Nice, onFailure: j.OnFailure}
 	if j.MailToSet {
 		f.mailTo = j.MailTo

@@ -69,6 +69,17 @@ type Job struct {
 	OnFailure string
 }
 
+// ZonedSpec is the job's schedule as text that means the same wherever it
+// is read again (hacron records it in the job's node, where status and the
+// missed-slot count read it): the zone a file's CRON_TZ line gave it is
+// written in front. A schedule in the agent's local zone stays as written.
+func (j *Job) ZonedSpec() string {
+	if strings.HasPrefix(j.Spec, "CRON_TZ=") || strings.HasPrefix(j.Spec, "TZ=") || j.Location == nil || j.Location == time.Local {
+		return j.Spec
+	}
+	return "CRON_TZ=" + j.Location.String() + " " + j.Spec
+}
+
 // A LineError is a problem with one line of a crontab, or with a whole
 // file or directory when Line is 0. Its text is one line: file:line: what.
 type LineError struct {

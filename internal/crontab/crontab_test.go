@@ -366,3 +366,32 @@ func TestSplitPercent(t *testing.T) {
 		}
 	}
 }
+
+// A job's schedule recorded with the zone its file gave it means the same
+// read back anywhere, whatever the reader's local zone.
+func TestZonedSpec(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/tab"
+	text := "CRON_TZ=Europe/London\n30 1 * * * a\nCRON_TZ=America/New_York 0 9 * * * b\nCRON_TZ=\n@hourly c\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tab, errs := Load(path)
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	want := []string{"CRON_TZ=Europe/London 30 1 * * *", "CRON_TZ=America/New_York 0 9 * * *", "@hourly"}
+	for i, j := range tab.Jobs {
+		if got := j.ZonedSpec(); got != want[i] {
+			t.Errorf("job %d: ZonedSpec %q, want %q", i, got, want[i])
+		}
+		again, err := ParseSchedule(j.ZonedSpec(), time.UTC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := time.Date(2026, 3, 28, 0, 0, 0, 0, time.UTC)
+		if i < 2 && !again.Next(from).Equal(j.Schedule.Next(from)) {
+			t.Errorf("job %d: %q read in UTC gives %v, the job %v", i, j.ZonedSpec(), again.Next(from), j.Schedule.Next(from))
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -25,6 +26,14 @@ import (
 
 // crontabPoll is how often the crontab's files are checked for changes.
 const crontabPoll = 2 * time.Second
+
+// catchUpRetry is how often an unfinished catch-up is tried again while
+// the node is active, and catchUpSettle how long after its firing time a
+// slot is left to its own firing before a retry counts it as unrun.
+const (
+	catchUpRetry  = 2 * time.Second
+	catchUpSettle = 2 * time.Second
+)
 
 // fireLead is how long before its firing time a run is prepared (the job's
 // first process forked and held, waiting for the go-ahead), so that at the
@@ -42,6 +51,11 @@ type scheduler struct {
 	errs   int    // bad lines in the last load
 	stamp  string // the files' names, sizes and times at the last load
 	reload chan struct{}
+	// behind: a catch-up could not finish (ZooKeeper did not answer, the
+	// lease went while it ran), or a firing ended without a record (not
+	// admitted for want of the lease, or its outcome unknown): the next
+	// catch-up pass, while active, looks again.
+	behind atomic.Bool
 }
 
 func newScheduler(a *agent, path string) *scheduler {
@@ -114,6 +128,8 @@ func (s *scheduler) run(ctx context.Context) {
 	defer poll.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	retry := time.NewTicker(catchUpRetry)
+	defer retry.Stop()
 	var q firingQueue
 	active := false
 	for {
@@ -145,6 +161,10 @@ func (s *scheduler) run(ctx context.Context) {
 				}
 				s.push(&q, f.job, f.slot)
 			}
+		case <-retry.C:
+			if active && s.behind.Swap(false) {
+				s.catchUpAll(ctx, time.Now().Add(-catchUpSettle))
+			}
 		case <-poll.C:
 			if s.changed() && s.load() && active {
 				q = s.queue(time.Now())
@@ -159,37 +179,46 @@ func (s *scheduler) run(ctx context.Context) {
 
 // activate is the start of a term: catch up, then queue what is due next.
 func (s *scheduler) activate(ctx context.Context, now time.Time) firingQueue {
+	s.catchUpAll(ctx, now)
+	return s.queue(now)
+}
+
+// catchUpAll catches up every job with a catch-up window on the slots due
+// by dueBy; what it cannot finish is left for the next pass.
+func (s *scheduler) catchUpAll(ctx context.Context, dueBy time.Time) {
 	for _, j := range s.current() {
-		if j.CatchUp > 0 {
-			s.catchUp(ctx, j, now)
+		if j.CatchUp > 0 && !s.catchUp(ctx, j, dueBy) {
+			s.behind.Store(true)
 		}
 	}
-	return s.queue(now)
 }
 
 // catchUp runs a job's newest slot within its catch-up window that has no
 // record, and records the older ones as missed. A slot is due when its
-// firing time (the slot and its jitter) has come.
-func (s *scheduler) catchUp(ctx context.Context, j *crontab.Job, now time.Time) {
+// firing time (the slot and its jitter) is not after dueBy. It says
+// whether it finished: every older slot recorded and the newest handed to
+// a firing.
+func (s *scheduler) catchUp(ctx context.Context, j *crontab.Job, dueBy time.Time) bool {
 	name, err := jobName(j.Name, os.Getuid())
 	if err != nil {
-		return
+		return true // the job can never run; nothing to retry
 	}
 	// Only slots since the job's schedule was first recorded: a job new to
 	// the cluster has nothing to catch up on.
 	conn := s.a.zc.snapshot().Conn
 	if conn == nil {
-		return
+		return false
 	}
 	info, err := readJobInfo(conn, s.a.zc.abs(jobPath(s.a.root, name)))
 	if err != nil {
 		s.log.Warn("catch-up: reading the job's node", "job", name, "err", err)
-		return
+		return false
 	}
 	since, err := time.Parse(time.RFC3339Nano, info.Since)
 	if err != nil || info.Schedule != j.ZonedSpec() {
-		return
+		return true
 	}
+	now := dueBy
 	from := now.Add(-j.CatchUp)
 	if since.After(from) {
 		from = since
@@ -201,12 +230,12 @@ func (s *scheduler) catchUp(ctx context.Context, j *crontab.Job, now time.Time) 
 		}
 	}
 	if len(due) == 0 {
-		return
+		return true
 	}
 	have, err := s.recorded(name)
 	if err != nil {
 		s.log.Warn("catch-up: reading the job's records", "job", name, "err", err)
-		return
+		return false
 	}
 	var unrun []time.Time
 	for _, slot := range due {
@@ -215,16 +244,19 @@ func (s *scheduler) catchUp(ctx context.Context, j *crontab.Job, now time.Time) 
 		}
 	}
 	if len(unrun) == 0 {
-		return
+		return true
 	}
 	newest := unrun[len(unrun)-1]
+	done := true
 	for _, slot := range unrun[:len(unrun)-1] {
 		if err := s.a.adm.recordMissed(name, j.ZonedSpec(), crontab.SlotKey(slot)); err != nil {
 			s.log.Warn("catch-up: recording a missed slot", "job", name, "slot", crontab.SlotKey(slot), "err", err)
+			done = false
 		}
 	}
 	s.log.Warn("catch-up: running a slot nobody ran", "job", name, "slot", crontab.SlotKey(newest), "missed", len(unrun)-1)
-	go s.fire(ctx, j, newest, now)
+	go s.fire(ctx, j, newest, time.Now())
+	return done
 }
 
 // recorded is the set of a job's slots that have a record.
@@ -289,7 +321,10 @@ func (s *scheduler) fire(ctx context.Context, j *crontab.Job, slot, at time.Time
 	if j.MailToSet {
 		f.mailTo = j.MailTo
 	}
-	s.a.fire(ctx, f)
+	if result, skip := s.a.fire(ctx, f); result == "" && skip != skipSlot && skip != skipRunning {
+		// Not run, and maybe no record: a catch-up pass looks again.
+		s.behind.Store(true)
+	}
 }
 
 // queued is one firing in the queue.

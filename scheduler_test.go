@@ -199,7 +199,8 @@ func TestIntegration_CrontabJobFeatures(t *testing.T) {
 	dir := t.TempDir()
 	tab := filepath.Join(dir, "tab")
 	sendmail := filepath.Join(dir, "sendmail")
-	if err := os.WriteFile(sendmail, []byte("#!/bin/sh\ncat > "+dir+"/mail.$$\n"), 0o755); err != nil {
+	// Each mail whole, or not yet: written aside, then renamed.
+	if err := os.WriteFile(sendmail, []byte("#!/bin/sh\ncat > "+dir+"/.mail.$$ && mv "+dir+"/.mail.$$ "+dir+"/mail.$$\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	base := fmt.Sprintf(`MAILTO=ops@example.com

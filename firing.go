@@ -301,7 +301,7 @@ func (o *jobOutput) wait(limit time.Duration) (tail, mail []byte) {
 }
 
 // hookResults are the results on which a run's on-failure command runs.
-var hookResults = map[string]bool{resultFailed: true, resultLost: true, resultTimeout: true}
+var hookResults = map[string]bool{resultFailed: true, resultKilled: true, resultLost: true, resultTimeout: true}
 
 // hookEnv is the on-failure command's environment: the run's HACRON_*
 // variables and its result and exit code.

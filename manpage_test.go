@@ -250,7 +250,7 @@ func hacronPage(t *testing.T, app *kong.Application) []byte {
 	p.Para("Options go on a comment line right above the job, which a plain cron ignores: `# hacron: name=NAME timeout=D no-overlap kill-grace=D nice=N catch-up=D jitter=D on-failure=CMD` (values may be quoted). Without `name=`, the job is named after its command's first word and a hash of the line's schedule and command.")
 	p.Item("`catch-up=D`", "When a node becomes active, the newest slot within D (and after the job was first seen) that nobody ran runs once; older ones get a record with result `missed`.")
 	p.Item("`jitter=D`", "Each slot's run is delayed by a hash of job and slot modulo D: the same on every node, so a failover keeps slot and delay.")
-	p.Item("`on-failure=CMD`", "Run when a run ends failed, lost or timed out, on the node that ran it, with the run's variables, `HACRON_RESULT` and `HACRON_EXIT_CODE`.")
+	p.Item("`on-failure=CMD`", "Run when a run ends failed, killed (by a signal hacron did not send), lost or timed out, on the node that ran it, with the run's variables, `HACRON_RESULT` and `HACRON_EXIT_CODE`.")
 	p.Para("A job's output goes to the agent's log, a line per entry with the job's name; its last 4 KiB into the run record, for `hacron logs`; with `MAILTO` and /usr/sbin/sendmail, to mail. A bad line is logged as `file:line: what` and left out; every other line keeps firing; `hacron check --crontab PATH` reports the same. Daylight saving: a schedule whose hour field is `*` follows real time; any other runs a time the clock skips at the jump, and a time the clock shows twice once. Schedules without `CRON_TZ` use the agent's zone: give every node the same one.")
 
 	p.Section("examples")

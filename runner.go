@@ -38,7 +38,7 @@ type runCmd struct {
 	KillGrace *time.Duration `name:"kill-grace" placeholder:"D" help:"SIGTERM-to-SIGKILL grace (default 5s, lowered to what the lease allows)."`
 	SkipExit  int            `name:"skip-exit" placeholder:"N" default:"0" help:"Exit code of a skipped run."`
 	Nice      *int           `name:"nice" placeholder:"N" help:"Run the job at this nice level (rcron's nice_level)."`
-	OnFailure string         `name:"on-failure" placeholder:"CMD" help:"When the run ends failed, lost or timed out, run CMD (by /bin/sh -c) with the run's HACRON_* variables, HACRON_RESULT and HACRON_EXIT_CODE."`
+	OnFailure string         `name:"on-failure" placeholder:"CMD" help:"When the run ends failed, killed, lost or timed out, run CMD (by /bin/sh -c) with the run's HACRON_* variables, HACRON_RESULT and HACRON_EXIT_CODE."`
 	Command   []string       `arg:"" passthrough:"partial" name:"command" help:"The job and its arguments, after --."`
 }
 

@@ -127,7 +127,7 @@ complete -c hacron -n '__hacron_is run' -l timeout -x -d 'Terminate the job afte
 complete -c hacron -n '__hacron_is run' -l kill-grace -x -d 'SIGTERM-to-SIGKILL grace (default 5s, lowered to what the lease allows)'
 complete -c hacron -n '__hacron_is run' -l skip-exit -x -d 'Exit code of a skipped run'
 complete -c hacron -n '__hacron_is run' -l nice -x -d 'Run the job at this nice level (rcron\'s nice_level)'
-complete -c hacron -n '__hacron_is run' -l on-failure -x -d 'When the run ends failed, lost or timed out, run CMD (by /bin/sh -c) with the run\'s HACRON_* variables, HACRON_RESULT and HACRON_EXIT_CODE'
+complete -c hacron -n '__hacron_is run' -l on-failure -x -d 'When the run ends failed, killed, lost or timed out, run CMD (by /bin/sh -c) with the run\'s HACRON_* variables, HACRON_RESULT and HACRON_EXIT_CODE'
 complete -c hacron -n '__hacron_is agent' -l state-file -r -F -d 'Write active or passive here on every change (rcron\'s state file; hacron never reads it)'
 complete -c hacron -n '__hacron_is agent' -l detach -d 'Run in the background; exit 0 at once if an agent of this cluster already runs here'
 complete -c hacron -n '__hacron_is agent' -l pid-file -r -F -d 'Pid file, locked while the agent runs (default: the socket path with .pid)'

@@ -101,7 +101,7 @@ CHAOS      ?= 10m
 SEED       ?= 0
 CHAOSFLAGS ?=
 chaos: zookeeper
-	$(GO) test -count=1 -run 'TestIntegration_Chaos$$' -v -timeout 0 . -args -hacron.chaos=$(CHAOS) -hacron.seed=$(SEED) $(CHAOSFLAGS)
+	$(GO) test -count=1 -run 'TestIntegration_Chaos$$' -v -timeout 0 . -args -hacron.chaos=$(CHAOS) -hacron.seed=$(SEED) -hacron.zkrestarts $(CHAOSFLAGS)
 
 # The figures users compare with: a markdown table and the machine.
 # BENCHREF=path/to/an/older/hacron measures it beside this build.

@@ -6,7 +6,6 @@ package main
 // it.
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -619,16 +618,7 @@ func benchCrontab(t *testing.T, bin string, env []string, dir string) crontabRes
 	r.peakRSS = procStatus(pid, "VmHWM")
 	a.stop()
 	r.cpuPerMin = cpu.Seconds() / benchC.Minutes()
-	zc, err := dialZK(context.Background(), zkConfig{Connect: ens0(env), SessionTimeout: 10 * time.Second}, discardLogger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zc.Close()
-	doc, err := readStatus(zc, cluster, statusQuery{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, j := range doc.Jobs {
+	for _, j := range statusOf(t, ens0(env), cluster).Jobs {
 		r.bulkRuns += len(j.Runs)
 	}
 	return r

@@ -154,13 +154,13 @@ func (a *agent) superviseFiring(s *supervisor, f firing, token int64, handshake 
 		}
 	}
 	var ch <-chan leaseNews = news
-	if lost := s.drain(&ch); lost != "" || !time.Now().Before(s.deadline) {
-		s.log.Warn("the lease ended before the job could start; it did not run", "token", token)
-		return notStarted(exitLost, resultLost)
-	}
-	if err := goAhead(handshake, a.g.Cluster, a.g.Node, f.job, f.slot, token); err != nil {
-		s.log.Error("scheduled run: start", "err", err)
-		return notStarted(exitUsage, resultFailed)
+	if code, result, err := s.letGo(&ch, func() error { return goAhead(handshake, a.g.Cluster, a.g.Node, f.job, f.slot, token) }); result != "" {
+		if err != nil {
+			s.log.Error("scheduled run", "err", err)
+		} else {
+			s.log.Warn("the lease ended before the job could start; it did not run", "token", token)
+		}
+		return notStarted(code, result)
 	}
 	a.metrics.firingDelay.Observe(time.Since(f.at).Seconds())
 	return s.supervise(done, news)

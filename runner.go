@@ -196,17 +196,14 @@ func (r *runCmd) Run(ctx context.Context, g *globals) error {
 			return fmt.Errorf("--nice %d: %w", *r.Nice, err)
 		}
 	}
-	// The last look at the lease before the job can start: a pause between
-	// the admission and here must never start a job after its lease.
 	s := supervisor{run: l.run, grace: gr.grace, deadline: gr.deadline, timeout: r.Timeout, log: log, forward: true}
-	if lost := s.drain(&gr.news); lost != "" || !time.Now().Before(s.deadline) {
-		l.notStarted(gr, exitLost, resultLost)
+	if code, result, err := s.letGo(&gr.news, func() error { return l.goAhead(gr) }); result != "" {
+		l.notStarted(gr, code, result)
+		if err != nil {
+			return err
+		}
 		log.Warn("the lease ended before the job could start; it did not run", "job", job, "slot", gr.slot, "token", gr.token)
 		return silentExit(exitLost)
-	}
-	if err := l.goAhead(gr); err != nil {
-		l.notStarted(gr, exitUsage, resultFailed)
-		return fmt.Errorf("start job: %w", err)
 	}
 	// supervise returns once nothing of the run is left: the report (in
 	// direct mode, the job lock's release) comes after.
@@ -445,6 +442,20 @@ type supervisor struct {
 
 // forwarded are the signals hacron run passes on to the job's group.
 var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+
+// letGo is the last look at the lease before the job can start, then the
+// go-ahead: a pause between the admission and here must never start a job
+// after its lease. It returns the code and result of a job that did not
+// start (none when it did), and the go-ahead's error.
+func (s *supervisor) letGo(news *<-chan leaseNews, goAhead func() error) (int, string, error) {
+	if lost := s.drain(news); lost != "" || !time.Now().Before(s.deadline) {
+		return exitLost, resultLost, nil
+	}
+	if err := goAhead(); err != nil {
+		return exitUsage, resultFailed, fmt.Errorf("start job: %w", err)
+	}
+	return 0, "", nil
+}
 
 // supervise waits on exactly three things (the job's exit, the end of the
 // lease or the timeout, signals to forward); once the job's main process

@@ -14,8 +14,8 @@ import (
 
 // Slot claims across failovers, with agents and wrappers as real processes.
 
-// runsOf reads a job's run records from ZooKeeper, newest first.
-func runsOf(t testing.TB, connect, cluster, job string) []runRecord {
+// statusOf reads a cluster's status document from ZooKeeper.
+func statusOf(t testing.TB, connect, cluster string) statusDoc {
 	t.Helper()
 	zc, err := dialZK(context.Background(), zkConfig{Connect: connect, SessionTimeout: 10 * time.Second}, discardLogger)
 	if err != nil {
@@ -26,6 +26,13 @@ func runsOf(t testing.TB, connect, cluster, job string) []runRecord {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return doc
+}
+
+// runsOf reads a job's run records from ZooKeeper, newest first.
+func runsOf(t testing.TB, connect, cluster, job string) []runRecord {
+	t.Helper()
+	doc := statusOf(t, connect, cluster)
 	for _, j := range doc.Jobs {
 		if j.Job == job {
 			return j.Runs

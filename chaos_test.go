@@ -63,8 +63,10 @@ const (
 	// chaosCronJob is the job of the agents' own crontab (hacron agent
 	// --crontab): fired by the active agent, no wrapper.
 	chaosCronJob = "cronjob"
-	// chaosCatchUp is its catch-up window.
+	// chaosCatchUp is its catch-up window; chaosSteady how long a node
+	// must stay active within it for the catch-up to be owed.
 	chaosCatchUp = time.Minute
+	chaosSteady  = 5 * time.Second
 )
 
 // chaosJob is one crontab line of the simulated cron.
@@ -1414,8 +1416,9 @@ func (c *chaosCheck) outlived() []string {
 // unrecordedSlots lists the slots of the agents' crontab job, from the
 // first one with a record to the last, that have no record: every slot is
 // either run or, after the catch-up, recorded as missed. A slot after
-// which no node was active within the catch-up window (ZooKeeper without a
-// quorum for longer) is past catching up: counted apart, not failed.
+// which no node was steadily active within the catch-up window (ZooKeeper
+// without a quorum, or starved, for longer) is past catching up: counted
+// apart, not failed.
 func (c *chaosCheck) unrecordedSlots() (unrecorded []string, missed, pastWindow int) {
 	var first, last time.Time
 	for _, r := range c.records.all {
@@ -1452,12 +1455,24 @@ func (c *chaosCheck) unrecordedSlots() (unrecorded []string, missed, pastWindow 
 	return unrecorded, missed, pastWindow
 }
 
-// activeWithin says whether the monitor saw some node active between from
-// and to.
+// activeWithin says whether the monitor saw some node active without a
+// break for at least chaosSteady between from and to: long enough for a
+// catch-up to read and write (a node that is active for a moment at a
+// time, on a starved machine, cannot be asked to).
 func (c *chaosCheck) activeWithin(from, to time.Time) bool {
 	f, l := wire.MonoDeadline(from), wire.MonoDeadline(to)
+	since := map[string]int64{} // per node, the start of its current active stretch
 	for _, s := range c.samples {
-		if s.active && s.sent >= f && s.sent <= l {
+		if s.sent < f || s.sent > l {
+			continue
+		}
+		if !s.active {
+			delete(since, s.node)
+			continue
+		}
+		if st, ok := since[s.node]; !ok {
+			since[s.node] = s.sent
+		} else if s.sent-st >= int64(chaosSteady) {
 			return true
 		}
 	}
@@ -1648,7 +1663,7 @@ func (c *chaosCheck) check(t *testing.T) string {
 	fmt.Fprintf(&b, "| lost outcomes (records without an end after the settle, runs without a record) | %d |\n", len(lost))
 	fmt.Fprintf(&b, "| wedges (--no-overlap skipped, no run of it anywhere) | %d of %d skips as still running |\n", len(wedged), skippedRunning)
 	fmt.Fprintf(&b, "| no leader (no active node > T + 1 s after a fault healed) | %d |\n", len(leaderless))
-	fmt.Fprintf(&b, "| crontab slots without a record (neither run nor recorded missed by the catch-up) | %d (%d recorded missed; %d past the catch-up window: no active node within %v after them) |\n",
+	fmt.Fprintf(&b, "| crontab slots without a record (neither run nor recorded missed by the catch-up) | %d (%d recorded missed; %d past the catch-up window: no node steadily active within %v after them) |\n",
 		len(unrecorded), missedSlots, pastWindow, chaosCatchUp-5*time.Second)
 	stray := "0"
 	if c.election != "" {
@@ -1900,7 +1915,9 @@ func TestChaosVerdicts(t *testing.T) {
 		// A slot after which no node was active within the window.
 		{base: chaosCronJob, Node: "node-a", Slot: key(200), End: end(201 * time.Second), Result: resultOK},
 	}
-	c = &chaosCheck{start: t0, samples: lease, records: chaosRecords{byRun: map[string]chaosRecord{}, all: crecs}}
+	// node-a active from +9.9 s to +16 s: long enough to owe a catch-up.
+	steady := append(slices.Clone(lease), active("node-a", 7, 14*time.Second, time.Second), active("node-a", 7, 16*time.Second, time.Second))
+	c = &chaosCheck{start: t0, samples: steady, records: chaosRecords{byRun: map[string]chaosRecord{}, all: crecs}}
 	for _, r := range crecs {
 		c.records.byRun[r.base+"/"+r.Slot] = r
 	}
